@@ -1,0 +1,50 @@
+# labkit: two commands for a new user.
+#   make lab    set up .venv, fetch the data, start JupyterLab on the course
+#   make test   the same setup, then the whole test suite (what CI runs)
+# Other targets: make setup | data | release | bench | lock | clean
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.labkit-installed
+EXTRAS := grader,dev
+PYTEST_ARGS ?=
+LAB_ARGS ?=
+
+.PHONY: setup data lab test bench lock clean
+
+setup: $(STAMP)
+
+# Re-installs only when the lock or the package metadata changed.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else \
+		f"labkit needs Python 3.10 or newer, but $(PYTHON) is {v.major}.{v.minor}. Try: make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	@touch $@
+
+data: setup
+	$(BIN)/python -m labkit.data fetch
+
+lab: setup data
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+
+test: setup data
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup data
+	$(BIN)/python bench/loader.py
+
+# Re-resolve the newest versions pyproject.toml allows into constraints.txt, in a
+# throw-away venv.  torch is installed first at 2.13.0 so nothing pulls a newer one.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet torch==2.13.0
+	.lock-venv/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	{ sed -n '1,3p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable \
+		| grep -v -i -e '^-e' -e '^labkit' | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

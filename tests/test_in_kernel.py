@@ -1,0 +1,55 @@
+"""labkit inside a real Jupyter kernel: figures show once, progress bars and errors render."""
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+CELLS = [
+    "import torch, labkit as lk\n"
+    "lk.set_seed(0)\n"
+    "train, test = lk.load_mnist(verbose=False)\n"
+    "model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))",
+    # Cell 1: training with progress bars, then a figure as the last expression.
+    "history = lk.fit(model, train.subset(2000).loader(100, shuffle=True), epochs=2,\n"
+    "                 loss_fn=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),\n"
+    "                 val_loader=test.subset(500).loader(500))\n"
+    "lk.plot_history(history)",
+    # Cell 2: a figure assigned, not shown; then shown once with display().
+    "fig = lk.show_images(test.images[:8], test.labels[:8], classes=test.classes)",
+    "display(fig)",
+    # Cell 4: pyplot owns no figure, so nothing is shown a second time at the end of a cell.
+    "import matplotlib.pyplot as plt\nassert plt.get_fignums() == [], plt.get_fignums()",
+]
+
+
+@pytest.fixture(scope="module")
+def executed():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    return nb
+
+
+def images(cell) -> int:
+    return sum("image/png" in out.get("data", {}) for out in cell.outputs)
+
+
+def test_a_returned_figure_shows_exactly_once(executed):
+    assert [images(cell) for cell in executed.cells] == [0, 1, 0, 1, 0]
+
+
+def test_fit_shows_progress_in_the_notebook(executed):
+    outputs = executed.cells[1].outputs
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert widgets, f"expected tqdm progress widgets, got {[o.output_type for o in outputs]}"
+    assert not [o for o in outputs if o.output_type == "error"]
+
+
+def test_a_check_failure_reads_well_in_the_notebook():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import torch, labkit as lk\nlk.check_shape(torch.zeros(64, 784), (64, 10), name='logits')")])
+    with pytest.raises(CellExecutionError):
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    error = nb.cells[0].outputs[-1]
+    assert error.ename == "CheckError"
+    assert error.evalue.startswith("logits: wrong shape")
+    assert "expected: (64, 10)" in error.evalue and "got:      (64, 784)" in error.evalue

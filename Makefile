@@ -11,7 +11,7 @@ EXTRAS := grader,dev
 PYTEST_ARGS ?=
 LAB_ARGS ?=
 
-.PHONY: setup data lab test bench lock clean
+.PHONY: setup data lab test release bench lock clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ lab: setup data
 
 test: setup data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate every student notebook in notebooks/ from solutions/ (nbgrader generate_assignment).
+release: setup
+	$(BIN)/python -m autograder release
 
 bench: setup data
 	$(BIN)/python bench/loader.py

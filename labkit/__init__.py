@@ -26,6 +26,7 @@ from labkit.data import (
     load_mnist,
     xor_data,
 )
+from labkit.mode import by_mode, quick_mode
 from labkit.plot import (
     confusion_matrix,
     plot_confusion_matrix,
@@ -52,9 +53,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckError", "DataUnavailableError", "Dataset", "EarlyStopping", "Evaluation", "History", "Split",
-    "TensorLoader", "TrainingDiverged", "__version__", "check_accuracy", "check_close", "check_dtype",
+    "TensorLoader", "TrainingDiverged", "__version__", "by_mode", "check_accuracy", "check_close", "check_dtype",
     "check_equal", "check_finite", "check_shape", "confusion_matrix", "evaluate", "fit",
     "load_fashion_mnist", "load_mnist", "load_model", "pick_device", "plot_confusion_matrix",
-    "plot_decision_boundary", "plot_function", "plot_history", "read_metadata", "save_model",
+    "plot_decision_boundary", "plot_function", "plot_history", "quick_mode", "read_metadata", "save_model",
     "set_seed", "show_images", "xor_data",
 ]

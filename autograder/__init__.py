@@ -1,0 +1,28 @@
+"""The instructor's pipeline around nbgrader: `python -m autograder <command>`."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(__file__).resolve().parent  # holds nbgrader_config.py
+
+
+def labs() -> list:
+    """The lab ids in course order: every solutions/<lab>/<lab>.ipynb."""
+    return sorted(p.parent.name for p in (ROOT / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name)
+
+
+def nbgrader(*args, cwd=CONFIG_DIR) -> subprocess.CompletedProcess:
+    """Run `nbgrader ARGS` with this interpreter; raise RuntimeError with its output if it fails.
+
+    nbgrader starts helper programs (alembic) by name, so this interpreter's
+    bin folder goes first on PATH: it works from a venv that is not activated.
+    """
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"],
+                          cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(map(str, args))} failed (exit {done.returncode}):\n"
+                           f"{done.stdout}{done.stderr}")
+    return done

@@ -8,6 +8,7 @@
 Everything listed in ``__all__`` is the stable public API: it is what the labs
 use, and it will not be renamed or removed without a deprecation period.
 """
+from labkit.ablate import Ablation
 from labkit.checks import (
     CheckError,
     check_accuracy,
@@ -52,7 +53,7 @@ from labkit.train import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckError", "DataUnavailableError", "Dataset", "EarlyStopping", "Evaluation", "History", "Split",
+    "Ablation", "CheckError", "DataUnavailableError", "Dataset", "EarlyStopping", "Evaluation", "History", "Split",
     "TensorLoader", "TrainingDiverged", "__version__", "by_mode", "check_accuracy", "check_close", "check_dtype",
     "check_equal", "check_finite", "check_shape", "confusion_matrix", "evaluate", "fit",
     "load_fashion_mnist", "load_mnist", "load_model", "pick_device", "plot_confusion_matrix",

@@ -49,14 +49,15 @@ from labkit.train import (
     save_model,
     set_seed,
 )
+from labkit.widgets import gradient_descent_demo, learning_rate_explorer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ablation", "CheckError", "DataUnavailableError", "Dataset", "EarlyStopping", "Evaluation", "History", "Split",
     "TensorLoader", "TrainingDiverged", "__version__", "by_mode", "check_accuracy", "check_close", "check_dtype",
-    "check_equal", "check_finite", "check_shape", "confusion_matrix", "evaluate", "fit",
-    "load_fashion_mnist", "load_mnist", "load_model", "pick_device", "plot_confusion_matrix",
+    "check_equal", "check_finite", "check_shape", "confusion_matrix", "evaluate", "fit", "gradient_descent_demo",
+    "learning_rate_explorer", "load_fashion_mnist", "load_mnist", "load_model", "pick_device", "plot_confusion_matrix",
     "plot_decision_boundary", "plot_function", "plot_history", "quick_mode", "read_metadata", "save_model",
     "set_seed", "show_images", "xor_data",
 ]

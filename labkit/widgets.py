@@ -67,9 +67,10 @@ def gradient_descent(surface: Surface, lr: float, steps: int, momentum: float = 
     """Run gradient descent (heavy-ball momentum) on ``surface``.
 
     Returns ``(path, losses, diverged_at)``: the points visited (``steps + 1``
-    rows at most), the loss at each, and the step at which the run left any
-    sensible range (``None`` if it did not).  A diverging run stops there:
-    no NaN, no overflow warning.
+    rows at most), the loss at each, and ``diverged_at``: None if the run ended
+    with a lower loss than it started, else the step from which the loss stayed
+    above its starting value.  A run that leaves any sensible range is cut
+    there (no NaN, no overflow warning) and counts as diverged at that step.
     """
     point = np.array(start if start is not None else surface.start, dtype=float)
     velocity = np.zeros(2)
@@ -83,7 +84,11 @@ def gradient_descent(surface: Surface, lr: float, steps: int, momentum: float = 
                 return np.array(path), np.array(losses), step
             path.append(point.copy())
             losses.append(loss)
-    return np.array(path), np.array(losses), None
+    losses = np.array(losses)
+    if losses[-1] <= losses[0]:
+        return np.array(path), losses, None
+    back_below = np.nonzero(losses <= losses[0])[0]  # the last time it was not above the start
+    return np.array(path), losses, int(back_below[-1]) + 1
 
 
 class GradientDescentDemo:

@@ -26,6 +26,13 @@ def test_gradient_descent_converges_below_and_diverges_above_2_over_lambda_max()
     assert losses[-1] > losses[0]
 
 
+def test_a_run_that_ends_above_its_start_is_diverged_even_before_it_overflows():
+    bowl = SURFACES["quadratic"]()
+    path, losses, diverged = gradient_descent(bowl, lr=0.25, steps=30)  # the demo's default steps
+    assert len(path) == 31 and losses[-1] > 1e9 and diverged == 1
+    assert gradient_descent(bowl, lr=0.2, steps=30)[2] is None  # at the threshold: oscillates, no growth
+
+
 def test_momentum_moves_the_threshold_to_2_times_1_plus_beta_over_lambda_max():
     bowl = SURFACES["quadratic"]()
     assert gradient_descent(bowl, lr=0.28, steps=2000, momentum=0.5)[2] is None      # < 0.3
@@ -42,7 +49,7 @@ def test_rosenbrock_is_the_classic_valley():
 
 
 def test_moving_the_slider_past_the_threshold_redraws_and_says_diverged():
-    demo = gradient_descent_demo(lr=0.05, steps=40)
+    demo = gradient_descent_demo(lr=0.05)
     before, image_before = demo.figure, png(demo.figure)
     contour = demo.figure.axes[0]
     assert "diverged" not in demo.status.value and contour.get_xlim() == (-4.5, 4.5)

@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-installed
+COLAB  := .venv-colab
+COLAB_STAMP := $(COLAB)/.installed
 EXTRAS := grader,dev
 PYTEST_ARGS ?=
 LAB_ARGS ?=
@@ -28,9 +30,16 @@ data: setup
 	$(BIN)/python -m labkit.data fetch
 
 lab: setup data
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
+		$(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True) $(LAB_ARGS)
 
-test: setup data
+# A second, Colab-like environment (ipywidgets 7.7, matplotlib 3.10) for tests/test_colab.py.
+$(COLAB_STAMP): tests/colab/requirements.txt
+	@test -x $(COLAB)/bin/python || $(PYTHON) -m venv $(COLAB)
+	$(COLAB)/bin/python -m pip install --quiet -r tests/colab/requirements.txt
+	@touch $@
+
+test: setup data $(COLAB_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate every student notebook in notebooks/ from solutions/ (nbgrader generate_assignment).
@@ -51,4 +60,4 @@ lock:
 	mv constraints.new constraints.txt && rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(COLAB) .pytest_cache build *.egg-info

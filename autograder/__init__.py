@@ -18,8 +18,12 @@ def nbgrader(*args, cwd=CONFIG_DIR) -> subprocess.CompletedProcess:
 
     nbgrader starts helper programs (alembic) by name, so this interpreter's
     bin folder goes first on PATH: it works from a venv that is not activated.
+    Kernels it starts use one OpenMP thread unless OMP_NUM_THREADS says
+    otherwise: notebooks graded side by side on a 2-core machine slow down
+    tens of times when each spins two threads.
     """
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env.setdefault("OMP_NUM_THREADS", "1")
     done = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"],
                           cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -88,7 +88,10 @@ def plot_history(histories, metrics=DEFAULT_METRICS, title=None):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        # Half an epoch of margin: a one-epoch run still gets an integer tick (1), not 0.95...1.05.
+        last_epoch = max(max(columns.get("epoch") or [len(v) for v in columns.values()]) for _, columns in runs)
+        ax.set_xlim(0.5, last_epoch + 0.5)
         ax.grid(alpha=0.3)
         if any("acc" in key for key in keys):
             recorded = [v for _, columns in runs for k in keys for v in columns.get(k, ())]

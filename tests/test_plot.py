@@ -531,3 +531,10 @@ def test_every_plot_returns_a_figure_that_saves_to_png(make_figure):
     fig = make_figure()
     assert type(fig) is Figure
     assert png_bytes(fig).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_one_epoch_history_gets_an_integer_epoch_axis():
+    fig = plot_history({"train_loss": [0.5], "train_acc": [0.8]})
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.5, 1.5)
+    assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]

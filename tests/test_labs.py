@@ -1,0 +1,216 @@
+"""The labs as nbgrader assignments: sources and releases in sync, no leaks, clean files, and a
+real `nbgrader autograde` round trip per lab (solution = full marks, untouched release = 0,
+half-done in between).  The autograde runs in quick mode (nbgrader sets NBGRADER_EXECUTION).
+"""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import CONFIG_DIR, ROOT, labs, nbgrader
+from autograder.release import release
+
+LABS = labs()
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+MARKERS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
+           "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")}
+
+
+def source(lab: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+
+
+def released(lab: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "notebooks" / lab / f"{lab}.ipynb", as_version=4)
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def split_regions(text: str) -> tuple:
+    """(lines inside solution or hidden-test regions, lines outside them), stripped."""
+    inside, outside, depth = set(), set(), 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped in (MARKERS["solution"][0], MARKERS["hidden"][0]):
+            depth += 1
+        elif stripped in (MARKERS["solution"][1], MARKERS["hidden"][1]):
+            depth -= 1
+        elif stripped:
+            (inside if depth else outside).add(stripped)
+    return inside, outside
+
+
+def test_there_are_labs():
+    assert LABS, "no solutions/<lab>/<lab>.ipynb found"
+
+
+# ---------------------------------------------------------------- structure of the sources
+
+@pytest.mark.parametrize("lab", LABS)
+def test_source_has_graded_answers_tests_and_hidden_tests(lab):
+    nb = source(lab)
+    metas = [nbgrader_meta(cell) for cell in nb.cells if nbgrader_meta(cell)]
+    ids = [m["grade_id"] for m in metas]
+    assert len(ids) == len(set(ids)), f"duplicate grade ids in {lab}: {ids}"
+    answers = [m for m in metas if m.get("solution")]
+    tests = [m for m in metas if m.get("grade")]
+    assert answers and tests
+    assert all(m["locked"] and m["points"] > 0 for m in tests)
+    assert any(MARKERS["hidden"][0] in cell.source for cell in nb.cells if nbgrader_meta(cell).get("grade"))
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_every_solution_region_says_what_to_write(lab):
+    """The student sees the comment block above each solution: it must hold a `# TODO:` line."""
+    for cell in source(lab).cells:
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == MARKERS["solution"][0]:
+                block = []
+                for above in reversed(lines[:i]):
+                    if not above.strip().startswith("#"):
+                        break
+                    block.append(above.strip())
+                assert any(c.startswith("# TODO:") for c in block), \
+                    f"{lab}: no '# TODO: ...' comment right above the solution in\n{cell.source}"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_first_cell_installs_labkit_on_colab_only(lab):
+    first = next(cell for cell in source(lab).cells if cell.cell_type == "code")
+    assert "google.colab" in first.source and "pip" in first.source
+
+
+# ---------------------------------------------------------------- release: in sync, no leaks, clean
+
+def test_notebooks_are_what_nbgrader_generates_now(tmp_path):
+    release(LABS, release_dir=tmp_path)
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    committed = sorted(p.relative_to(ROOT / "notebooks") for p in (ROOT / "notebooks").rglob("*")
+                       if p.is_file() and ".ipynb_checkpoints" not in p.parts)
+    assert generated == committed, "notebooks/ is out of date: run `make release` and commit the result"
+    for relative in generated:
+        assert (tmp_path / relative).read_bytes() == (ROOT / "notebooks" / relative).read_bytes(), \
+            f"notebooks/{relative} differs from what nbgrader generates: run `make release`"
+
+
+def public_lines() -> set:
+    """Every line that some source shows outside its solution and hidden-test regions."""
+    return {line for lab in LABS for cell in source(lab).cells for line in split_regions(cell.source)[1]}
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_no_solution_or_hidden_test_line_appears_in_the_release(lab):
+    secret = {line for cell in source(lab).cells for line in split_regions(cell.source)[0]}
+    secret -= public_lines()  # a line that any source shows openly (e.g. `with torch.no_grad():`) is no secret
+    for path in (ROOT / "notebooks").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            lines = {line.strip() for cell in json.loads(text)["cells"] for line in
+                     "".join(cell["source"]).splitlines()} if path.suffix == ".ipynb" else \
+                {line.strip() for line in text.splitlines()}
+            leaked = sorted(secret & lines)
+            assert not leaked, f"{path.relative_to(ROOT)} shows lines of the {lab} solution: {leaked[:5]}"
+            assert not any(m in text for pair in MARKERS.values() for m in pair), path
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").rglob("*.ipynb")) +
+                         sorted((ROOT / "notebooks").rglob("*.ipynb")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebooks_in_git_carry_no_outputs_or_personal_metadata(path):
+    nb = json.loads(path.read_text())
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info"}, nb["metadata"].keys()
+    assert nb["metadata"]["kernelspec"] == KERNELSPEC
+    for cell in nb["cells"]:
+        assert set(cell["metadata"]) <= {"nbgrader", "deletable", "editable", "tags"}, cell["metadata"]
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, \
+                f"{path.name} has outputs: clear them (Kernel > Restart and Clear Outputs) before committing"
+
+
+# ---------------------------------------------------------------- the autograde round trip
+
+def half_done(lab: str) -> nbformat.NotebookNode:
+    """The release with the first half of its answer cells filled in from the solution."""
+    nb, solved = released(lab), source(lab)
+    answers = {nbgrader_meta(c)["grade_id"]: c for c in solved.cells if nbgrader_meta(c).get("solution")}
+    ids = [nbgrader_meta(c)["grade_id"] for c in nb.cells if nbgrader_meta(c).get("solution")]
+    for cell in nb.cells:
+        if nbgrader_meta(cell).get("grade_id") in ids[: (len(ids) + 1) // 2]:
+            cell.source = "\n".join(line for line in answers[nbgrader_meta(cell)["grade_id"]].source.splitlines()
+                                    if line.strip() not in MARKERS["solution"])
+    return nb
+
+
+def autograde(lab: str, course: Path) -> dict:
+    """Set up a course folder for one lab, autograde three students, return their results."""
+    shutil.copytree(ROOT / "solutions" / lab, course / "source" / lab)
+    (course / "nbgrader_config.py").write_text(
+        f"exec(open({str(CONFIG_DIR / 'nbgrader_config.py')!r}).read())\n"
+        f"c.CourseDirectory.root = {str(course)!r}\n"
+        "c.CourseDirectory.source_directory = 'source'\nc.CourseDirectory.release_directory = 'release'\n"
+        "c.Execute.timeout = 300\n")  # a hang guard: quick-mode cells take seconds
+
+    nbgrader("generate_assignment", lab, "--force", cwd=course)
+    submissions = {"solution": source(lab), "release": released(lab), "half": half_done(lab)}
+    for student, nb in submissions.items():
+        folder = course / "submitted" / student / lab
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{lab}.ipynb")
+    start = time.perf_counter()
+    nbgrader("autograde", lab, "--create", "--force", cwd=course)
+    seconds = time.perf_counter() - start
+
+    from nbgrader.api import Gradebook
+
+    results = {"seconds": seconds}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for student in submissions:
+            notebook = gradebook.find_submission_notebook(lab, lab, student)
+            results[student] = {
+                "score": notebook.score, "max_score": notebook.max_score,
+                "tests": {g.name: (g.score, g.max_score) for g in notebook.grades if g.cell.cell_type == "code"},
+            }
+            graded = nbformat.read(course / "autograded" / student / lab / f"{lab}.ipynb", as_version=4)
+            results[student]["errors"] = [
+                (nbgrader_meta(c).get("grade_id"), o.get("ename"), o.get("evalue", "")[:300])
+                for c in graded.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    return results
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """Autograde every lab, one after the other, each in its own course folder.
+
+    Not in parallel: two nbgrader processes starting kernels at the same time were seen to
+    hang (both client and kernel idle), most likely the TCP port race of jupyter_client.
+    """
+    results = {lab: autograde(lab, tmp_path_factory.mktemp(lab)) for lab in LABS}
+    summary = ", ".join(f"{lab} {r['seconds']:.0f} s" for lab, r in results.items())
+    print(f"\nautograde times for 3 submissions each: {summary}")
+    return results
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_solution_passes_all_its_own_tests(graded, lab):
+    result = graded[lab]["solution"]
+    assert result["errors"] == [], f"the {lab} solution raised errors when executed: {result['errors']}"
+    failed = {name: s for name, s in result["tests"].items() if s[0] != s[1]}
+    assert not failed and result["score"] == result["max_score"] > 0, failed
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_untouched_release_fails_every_graded_test(graded, lab):
+    result = graded[lab]["release"]
+    passed = {name: s for name, s in result["tests"].items() if s[0] != 0}
+    assert not passed and result["score"] == 0, f"these tests pass without any student code: {passed}"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_half_done_notebook_gets_partial_credit(graded, lab):
+    result = graded[lab]["half"]
+    assert 0 < result["score"] < result["max_score"], result

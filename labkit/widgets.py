@@ -22,6 +22,21 @@ from matplotlib.figure import Figure
 __all__ = ["GradientDescentDemo", "LearningRateExplorer", "Surface", "gradient_descent",
            "gradient_descent_demo", "learning_rate_explorer"]
 
+def _show(output: W.Output, fig: Figure) -> None:
+    """Put ``fig`` in ``output``, replacing what was there, in one update.
+
+    The figure is rendered here (PNG through IPython's display formatter) and
+    the Output widget's ``outputs`` are set directly, instead of capturing a
+    ``display()`` with ``with output:``: that capture routes messages through
+    the front end, and headless runners (nbclient, so nbgrader's autograder)
+    were seen to hang on it.  ``outputs`` is the same in ipywidgets 7 and 8.
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+
+    data, metadata = InteractiveShell.instance().display_formatter.format(fig)
+    output.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
+
+
 # --------------------------------------------------------------------------
 # Loss surfaces and gradient descent, in NumPy
 # --------------------------------------------------------------------------
@@ -153,11 +168,9 @@ class GradientDescentDemo:
         loss_ax.set(xlabel="step", ylabel="loss (log scale)", xlim=(0, steps),
                     title=f"divergence threshold: lr > {threshold:.3g}")
         loss_ax.grid(alpha=0.3, which="both")
-        self.figure = fig
         self.status.value = "<br>".join(notes)
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
+        _show(self.output, fig)
+        self.figure = fig
 
 
 def gradient_descent_demo(surface: str = "quadratic", lr: float = 0.05, steps: int = 30, momentum: float = 0.0,
@@ -227,10 +240,8 @@ class LearningRateExplorer:
         return self.runs[lr]
 
     def _draw(self, fig):
+        _show(self.output, fig)
         self.figure = fig
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
 
     def show(self, lr: float):
         """Train at ``lr`` if needed and draw its loss and accuracy curves."""

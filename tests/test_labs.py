@@ -186,8 +186,9 @@ def autograde(lab: str, course: Path) -> dict:
 def graded(tmp_path_factory):
     """Autograde every lab, one after the other, each in its own course folder.
 
-    Not in parallel: two nbgrader processes starting kernels at the same time were seen to
-    hang (both client and kernel idle), most likely the TCP port race of jupyter_client.
+    Sequential on purpose while parallel grading is not the instructor pipeline's yet: a
+    hang seen here (client and kernel both idle) came from the demos' Output widgets
+    capturing display() under nbclient, fixed in labkit.widgets (see _show).
     """
     results = {lab: autograde(lab, tmp_path_factory.mktemp(lab)) for lab in LABS}
     summary = ", ".join(f"{lab} {r['seconds']:.0f} s" for lab, r in results.items())

@@ -13,16 +13,28 @@ def labs() -> list:
     return sorted(p.parent.name for p in (ROOT / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name)
 
 
+def solution_notebook(lab: str):
+    """The instructor source of ``lab`` (solutions/<lab>/<lab>.ipynb) as an nbformat notebook."""
+    import nbformat
+
+    return nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+
+
+def tool_env() -> dict:
+    """os.environ with this interpreter's bin folder first on PATH, for tools started by name
+    (nbgrader's alembic, jupyter's helpers) from a venv that is not activated."""
+    return dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 def nbgrader(*args, cwd=CONFIG_DIR) -> subprocess.CompletedProcess:
     """Run `nbgrader ARGS` with this interpreter; raise RuntimeError with its output if it fails.
 
-    nbgrader starts helper programs (alembic) by name, so this interpreter's
-    bin folder goes first on PATH: it works from a venv that is not activated.
+    It runs with ``tool_env()``, so it works from a venv that is not activated.
     Kernels it starts use one OpenMP thread unless OMP_NUM_THREADS says
     otherwise: notebooks graded side by side on a 2-core machine slow down
     tens of times when each spins two threads.
     """
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = tool_env()
     env.setdefault("OMP_NUM_THREADS", "1")
     done = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"],
                           cwd=cwd, env=env, capture_output=True, text=True, check=False)

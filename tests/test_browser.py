@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import ROOT, labs
+from autograder import ROOT, labs, tool_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -61,8 +61,7 @@ def server(tmp_path_factory):
     (labconfig / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
     port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ, LABKIT_QUICK="1", JUPYTER_CONFIG_DIR=str(root / ".jupyter"),
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(tool_env(), LABKIT_QUICK="1", JUPYTER_CONFIG_DIR=str(root / ".jupyter"))
     log = open(root / "jupyterlab.log", "w")  # noqa: SIM115 - closed in the teardown below
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",

@@ -11,11 +11,10 @@ import subprocess
 import sys
 import textwrap
 
-import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder import ROOT, labs
+from autograder import ROOT, labs, solution_notebook
 
 COLAB = ROOT / ".venv-colab" / "bin" / "python"
 
@@ -32,8 +31,7 @@ def freeze() -> dict:
 
 
 def first_cell(lab: str) -> str:
-    nb = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
-    return next(cell.source for cell in nb.cells if cell.cell_type == "code")
+    return next(cell.source for cell in solution_notebook(lab).cells if cell.cell_type == "code")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +88,7 @@ def colab_kernel(installed, tmp_path_factory):
 def test_solution_runs_in_the_colab_like_environment(colab_kernel, lab, monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTER_PATH", colab_kernel)
     monkeypatch.setenv("LABKIT_QUICK", "1")
-    nb = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    nb = solution_notebook(lab)
     NotebookClient(nb, timeout=600, kernel_name="colab-like", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors

@@ -11,16 +11,13 @@ import nbformat
 import pytest
 
 from autograder import CONFIG_DIR, ROOT, labs, nbgrader
+from autograder import solution_notebook as source
 from autograder.release import release
 
 LABS = labs()
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 MARKERS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
            "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")}
-
-
-def source(lab: str) -> nbformat.NotebookNode:
-    return nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
 
 
 def released(lab: str) -> nbformat.NotebookNode:

@@ -1,7 +1,7 @@
 # labkit: two commands for a new user.
 #   make lab    set up .venv, fetch the data, start JupyterLab on the course
 #   make test   the same setup, then the whole test suite (what CI runs)
-# Other targets: make setup | data | release | bench | lock | clean
+# Other targets: make setup | data | release | bench | bench-course | lab5-results | lock | clean
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,8 +12,10 @@ COLAB_STAMP := $(COLAB)/.installed
 EXTRAS := grader,dev
 PYTEST_ARGS ?=
 LAB_ARGS ?=
+BENCH_ARGS ?=
+JOBS ?= 2
 
-.PHONY: setup data lab test release bench lock clean
+.PHONY: setup data lab test release bench bench-course lab5-results lock clean
 
 setup: $(STAMP)
 
@@ -48,6 +50,14 @@ release: setup
 
 bench: setup data
 	$(BIN)/python bench/loader.py
+
+# Every lab's solution notebook end to end in quick mode, one process per lab (BENCH_ARGS=--full: full mode too).
+bench-course: setup data
+	$(BIN)/python bench/course.py $(BENCH_ARGS)
+
+# Lab 5's recorded full-mode results (labkit/reference/05_lenet.json): hours of CPU, JOBS kernels side by side.
+lab5-results: setup data
+	$(BIN)/python -m autograder results 05_lenet --jobs $(JOBS)
 
 # Re-resolve the newest versions pyproject.toml allows into constraints.txt, in a
 # throw-away venv.  torch is installed first at 2.13.0 so nothing pulls a newer one.

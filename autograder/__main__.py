@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from autograder.lab_results import regenerate
 from autograder.release import release
 
 
@@ -10,10 +11,15 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     rel = commands.add_parser("release", help="regenerate the student notebooks in notebooks/ from solutions/")
     rel.add_argument("labs", nargs="*", help="lab ids (default: all)")
+    res = commands.add_parser("results", help="regenerate a lab's recorded full-mode results (hours of CPU)")
+    res.add_argument("lab", help="lab id, e.g. 05_lenet")
+    res.add_argument("--jobs", type=int, default=2, help="kernels side by side, one core each (default 2)")
     args = parser.parse_args(argv)
     if args.command == "release":
         done = release(args.labs)
         print(f"released {len(done)} lab(s) into notebooks/: {', '.join(done)}")
+    elif args.command == "results":
+        regenerate(args.lab, args.jobs)
     return 0
 
 

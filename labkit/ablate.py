@@ -19,7 +19,16 @@ Each finished run is written to ``cache_dir`` as JSON under a key made from
 the configuration and the source code of the model, so re-running a notebook
 is instant, an interrupted sweep resumes where it stopped, and editing the
 model's code invalidates its old results.  Nothing is cached without a
-``cache_dir``.
+``cache_dir``.  Several processes may share one ``cache_dir``: a run being
+trained by one is skipped by the others (a ``.lock`` file), which come back
+for its result at the end, so N processes running the same notebook split
+its runs between them.
+
+Recorded results: ``save_runs(path, runs)`` writes runs to one JSON file and
+``Ablation(..., reference=path)`` takes every configuration found there (same
+model name, same configuration) from the file instead of training it.  Lab 5
+ships its full-mode results this way, so students see the full tables without
+hours of training.
 """
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ import inspect
 import itertools
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +48,11 @@ from tqdm.auto import tqdm
 
 from labkit.train import History, evaluate, fit, set_seed
 
-__all__ = ["Ablation", "Results", "Run", "TRAINING_KEYS", "make_loss", "make_optimizer"]
+__all__ = ["Ablation", "Results", "Run", "TRAINING_KEYS", "default_cache_dir", "load_runs", "make_loss",
+           "make_optimizer", "reference_path", "save_runs"]
+
+FORMAT = "labkit-ablation-runs/1"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 TRAINING_DEFAULTS = {
     "epochs": 1, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "momentum": 0.0,
@@ -76,6 +90,10 @@ def make_loss(name: str) -> nn.Module:
     return kinds[name]()
 
 
+def _label(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 @dataclass
 class Run:
     """One trained configuration: what was run and what came out."""
@@ -86,11 +104,15 @@ class Run:
     params: int
     seconds: float
     history: dict = field(repr=False)  # History.to_dict()
+    model: str = ""  # the name of the model builder, e.g. "LeNet5"
     cached: bool = field(default=False, compare=False)
 
     @property
     def curves(self) -> History:
         return History.from_dict(self.history, name=self.label())
+
+    def __post_init__(self):  # JSON stores tuples (e.g. channel widths) as lists: make them tuples again
+        self.config = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config.items()}
 
     def label(self, keys=None) -> str:
         keys = keys if keys is not None else list(self.config)
@@ -134,40 +156,180 @@ class Results(list):
     def __repr__(self) -> str:
         return self.table()
 
-    def plot(self, factor: str | None = None, title: str | None = None):
-        """Test accuracy per value of one factor (a line for numbers, bars otherwise)."""
+    def plot(self, factor: str | None = None, by: str | None = None, title: str | None = None):
+        """Test accuracy per value of one factor (a line for numbers, bars otherwise); with ``by``
+        (a grid's other factor), one line per value of ``by``."""
         from matplotlib.figure import Figure
 
         factor = factor or (self.factors[0] if self.factors else None)
         if factor is None:
             raise ValueError("plot(factor=...) needs the name of the factor to put on the x axis")
+        groups = {}
+        for run in self:
+            groups.setdefault(run.config[by] if by else None, []).append(run)
         values = [run.config[factor] for run in self]
-        accuracies = [100 * run.test_acc for run in self]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         fig = Figure(figsize=(6, 3.5), layout="constrained")
         ax = fig.add_subplot()
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        if numeric:
-            ax.plot(values, accuracies, "o-")
-            if min(values) > 0 and max(values) / min(values) >= 8:
-                ax.set_xscale("log", base=2)
-        else:
-            ax.bar([str(v) for v in values], accuracies, color="#0072B2")
-            ax.set_ylim(min(accuracies) - 2, min(100, max(accuracies) + 1))
-        for v, a in zip(values if numeric else range(len(values)), accuracies, strict=True):
-            ax.annotate(f"{a:.2f}", (v, a), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+        for group, runs in groups.items():
+            xs = [run.config[factor] if numeric else _label(run.config[factor]) for run in runs]
+            accuracies = [100 * run.test_acc for run in runs]
+            label = f"{by}={group}" if by else None
+            if numeric:
+                ax.plot(xs, accuracies, "o-", label=label)
+            else:
+                ax.bar(xs, accuracies, color="#0072B2", label=label)
+                ax.set_ylim(min(accuracies) - 2, min(100, max(accuracies) + 1))
+            for x, a in zip(xs, accuracies, strict=True):
+                ax.annotate(f"{a:.2f}", (x, a), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+        if numeric and min(values) > 0 and max(values) / min(values) >= 8:
+            ax.set_xscale("log", base=2)
+            ticks = sorted(set(values))
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+            ax.minorticks_off()
+        if by:
+            ax.legend()
         ax.set_xlabel(factor)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(title or f"test accuracy by {factor}")
         ax.grid(alpha=0.3)
         return fig
 
-    def plot_curves(self, metrics=("loss", "accuracy"), runs=None):
-        """Training curves of the selected runs (all by default), one colour per run."""
+    def plot_curves(self, metrics=("loss", "accuracy"), runs=None, labels=None):
+        """Training curves of the selected runs (all by default), one colour per run.
+
+        Each run is labelled by its factors, or, for runs collected by hand, by the settings in
+        which it differs from the first run (which is labelled "base"); ``labels`` names them yourself.
+        """
         from labkit.plot import plot_history
 
-        chosen = self if runs is None else [self[i] if isinstance(i, int) else i for i in runs]
-        keys = self.factors or None
-        return plot_history({run.label(keys): run.curves for run in chosen}, metrics=metrics)
+        chosen = list(self) if runs is None else [self[i] if isinstance(i, int) else i for i in runs]
+        if labels is None:
+            if self.factors:
+                labels = [run.label(self.factors) for run in chosen]
+            else:
+                first = chosen[0].config
+                labels = [run.label([k for k in run.config if run.config[k] != first.get(k)]) or "base"
+                          for run in chosen]
+        if len(labels) != len(chosen) or len(set(labels)) != len(labels):
+            raise ValueError(f"need one distinct label per run: {len(chosen)} runs, labels {labels}")
+        return plot_history(dict(zip(labels, (run.curves for run in chosen), strict=True)), metrics=metrics)
+
+
+class _Lock:
+    """A claim on one run in a shared cache folder: a file holding "host pid".  A lock left by a
+    process that no longer exists on this host (killed, machine rebooted) is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def claim(cls, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not cls._stale(path):
+                    return None
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{socket.gethostname()} {os.getpid()}")
+            return cls(path)
+        return None
+
+    @staticmethod
+    def _stale(path: Path) -> bool:
+        try:
+            host, pid = path.read_text().split()
+            pid = int(pid)
+        except (OSError, ValueError):
+            return False  # being written right now, or unreadable: leave it alone
+        if host != socket.gethostname():
+            return False  # another machine on a shared disk: cannot tell, wait for it
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self):
+        self.path.unlink(missing_ok=True)
+
+
+def _source(obj) -> str:
+    """The source code that defines ``obj``.  For a class: the source of each of its own methods
+    (this also works for a class defined in a notebook cell, where inspect cannot find the class
+    itself, so editing a model's ``__init__`` or ``forward`` in a notebook changes the key)."""
+    if inspect.isclass(obj):
+        parts = [f"class {obj.__qualname__}({', '.join(b.__qualname__ for b in obj.__bases__)})"]
+        for _, member in sorted(vars(obj).items()):
+            func = getattr(member, "__func__", member)
+            if inspect.isfunction(func):
+                parts.append(_source(func))
+        return "\n".join(parts)
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):  # defined where the source is unavailable: use its name
+        return getattr(obj, "__qualname__", repr(obj))
+
+
+def default_cache_dir(lab: str) -> Path | None:
+    """Where a lab caches its runs: ``<labkit data folder>/ablate/<lab>``, or None (no cache)
+    while nbgrader grades the notebook, so every graded notebook trains its own models."""
+    if os.environ.get("NBGRADER_EXECUTION"):
+        return None
+    from labkit.data import data_dir
+
+    return data_dir() / "ablate" / lab
+
+
+def _config_id(model: str, config: dict) -> str:
+    return json.dumps({"model": model, "config": config}, sort_keys=True, default=str)
+
+
+def _record(run: Run) -> dict:
+    record = asdict(run)
+    record.pop("cached")
+    return record
+
+
+def save_runs(path: str | os.PathLike, runs) -> Path:
+    """Write ``runs`` (Run objects, e.g. ``ablation.runs``) to one JSON file; return its path.
+
+    Later runs of the same model and configuration replace earlier ones.
+    """
+    by_id = {_config_id(run.model, run.config): _record(run) for run in runs}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.partial")
+    tmp.write_text(json.dumps({"format": FORMAT, "runs": list(by_id.values())}, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_runs(path: str | os.PathLike) -> Results:
+    """The runs saved by ``save_runs``, in order."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no recorded results at {path}: run the sweeps (they write it), "
+                                f"or pass reference=None to train every configuration") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a labkit results file (expected format {FORMAT!r}); "
+                         f"it should be written by labkit.ablate.save_runs")
+    return Results([Run(**record, cached=True) for record in data["runs"]])
+
+
+def reference_path(lab: str) -> Path:
+    """The recorded full-mode results shipped with labkit for ``lab`` (e.g. "05_lenet")."""
+    return REFERENCE_DIR / f"{lab}.json"
 
 
 class Ablation:
@@ -175,15 +337,22 @@ class Ablation:
 
     ``train`` and ``test`` are labkit Splits (or anything with ``.loader()``);
     with ``val`` (a Split), each run also records validation loss and accuracy
-    per epoch.  ``cache_dir`` keeps finished runs (see the module docstring).
+    per epoch.  ``cache_dir`` keeps finished runs, ``reference`` (a path or
+    runs) supplies recorded ones (see the module docstring).  ``runs`` lists
+    every run returned so far, in order, for ``save_runs``.
     """
 
     def __init__(self, build_model, base: dict, train, test, val=None,
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True, device=None):
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True, device=None,
+                 reference=None, poll_seconds: float = 5.0):
         self.build_model, self.train, self.test, self.val = build_model, train, test, val
         self.base = {**TRAINING_DEFAULTS, **base}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.progress, self.device = progress, device
+        self.progress, self.device, self.poll_seconds = progress, device, poll_seconds
+        self.name = getattr(build_model, "__name__", type(build_model).__name__)
+        recorded = load_runs(reference) if isinstance(reference, (str, os.PathLike)) else (reference or [])
+        self.reference = {_config_id(run.model, run.config): run for run in recorded}
+        self.runs = []
 
     # -- what to run
     def sweep(self, factor: str, values, **fixed) -> Results:
@@ -196,6 +365,12 @@ class Ablation:
         combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*factors.values())]
         return self._run_all(combos, names, "grid " + " x ".join(names))
 
+    def compare(self, *overrides: dict, factors=None) -> Results:
+        """Named variants of the base, e.g. ``compare({"loss": "cross_entropy"}, {"loss": "mse",
+        "softmax_output": True})``; the table shows ``factors`` (default: every key that varies)."""
+        keys = list(factors) if factors is not None else list(dict.fromkeys(k for o in overrides for k in o))
+        return self._run_all(list(overrides), keys, "compare " + ", ".join(keys))
+
     def run(self, **overrides) -> Run:
         """One configuration: the base with ``overrides``."""
         return self._run_all([overrides], list(overrides), "run")[0]
@@ -205,12 +380,21 @@ class Ablation:
         if unknown:
             raise ValueError(f"unknown configuration key(s) {sorted(set(unknown))}; the base has "
                              f"{', '.join(sorted(self.base))}")
-        runs = []
-        with tqdm(overrides, desc=what, unit="run", disable=not self.progress) as bar:
-            for override in bar:
-                config = {**self.base, **override}
+        runs, waiting = [None] * len(overrides), []
+        with tqdm(total=len(overrides), desc=what, unit="run", disable=not self.progress) as bar:
+            for i, override in enumerate(overrides):
                 bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in override.items()), refresh=True)
-                runs.append(self._cached_or_trained(config))
+                runs[i] = self._find_or_train({**self.base, **override}, wait=False)
+                if runs[i] is None:  # another process is training it: come back at the end
+                    waiting.append(i)
+                else:
+                    bar.update()
+            for i in waiting:
+                bar.set_postfix_str("waiting for another process: " + ", ".join(
+                    f"{k}={v}" for k, v in overrides[i].items()), refresh=True)
+                runs[i] = self._find_or_train({**self.base, **overrides[i]}, wait=True)
+                bar.update()
+        self.runs.extend(runs)
         return Results(runs, factors)
 
     # -- how one configuration runs
@@ -219,33 +403,51 @@ class Ablation:
 
     def key(self, config: dict, model: nn.Module) -> str:
         """Cache key: the configuration and the source code of the builder and the model's class."""
-        sources = []
-        for obj in (self.build_model, type(model)):
-            try:
-                sources.append(inspect.getsource(obj))
-            except (OSError, TypeError):  # defined where the source is unavailable: use its name
-                sources.append(getattr(obj, "__qualname__", repr(obj)))
+        sources = [_source(self.build_model), _source(type(model))]
         blob = json.dumps({"config": config, "sources": sources}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-    def _cached_or_trained(self, config: dict) -> Run:
+    def _find_or_train(self, config: dict, wait: bool) -> Run | None:
+        """The run of ``config``: recorded, cached or trained now.  None when another process is
+        training it and ``wait`` is False; with ``wait``, poll until its result appears."""
+        recorded = self.reference.get(_config_id(self.name, config))
+        if recorded is not None:
+            return recorded
         set_seed(config["seed"])
         model = self.build_model(**self.model_options(config))
-        path = self.cache_dir / f"{self.key(config, model)}.json" if self.cache_dir else None
-        if path is not None and path.is_file():
-            try:
-                return Run(**json.loads(path.read_text()), cached=True)
-            except (ValueError, TypeError):  # a damaged or outdated file is simply run again
-                pass
-        run = self._train(model, config)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if self.cache_dir is None:
+            return self._train(model, config)
+        path = self.cache_dir / f"{self.key(config, model)}.json"
+        while True:
+            cached = self._read_cached(path)
+            if cached is not None:
+                return cached
+            lock = _Lock.claim(path.with_suffix(".lock"))
+            if lock is not None:
+                break
+            if not wait:
+                return None
+            time.sleep(self.poll_seconds)
+        try:
+            cached = self._read_cached(path)  # finished between our look and our claim
+            if cached is not None:
+                return cached
+            run = self._train(model, config)
             tmp = path.with_suffix(".partial")
-            record = asdict(run)
-            record.pop("cached")
-            tmp.write_text(json.dumps(record, indent=1, default=str))
+            tmp.write_text(json.dumps(_record(run), indent=1, default=str))
             os.replace(tmp, path)  # a run interrupted while writing leaves no half file behind
-        return run
+            return run
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _read_cached(path: Path) -> Run | None:
+        if not path.is_file():
+            return None
+        try:
+            return Run(**json.loads(path.read_text()), cached=True)
+        except (ValueError, TypeError):  # a damaged or outdated file is simply run again
+            return None
 
     def _train(self, model: nn.Module, config: dict) -> Run:
         train = self.train.subset(config["subset"], seed=config["seed"]) if config["subset"] else self.train
@@ -265,4 +467,4 @@ class Ablation:
         result = evaluate(model, self.test.loader(1000), loss_fn)
         return Run(config=config, test_acc=result.accuracy, test_loss=result.loss,
                    params=sum(p.numel() for p in model.parameters()), seconds=seconds,
-                   history=history.to_dict())
+                   history=history.to_dict(), model=self.name)

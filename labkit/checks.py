@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 __all__ = ["CheckError", "check_shape", "check_dtype", "check_close",
-           "check_finite", "check_accuracy", "check_equal"]
+           "check_finite", "check_accuracy", "check_equal", "trace_layers"]
 
 
 class CheckError(AssertionError):
@@ -299,3 +299,28 @@ def check_equal(actual, expected, name="output", hint=None):
         problem = ("wrong value" if a.ndim == 0 else
                    f"{int(bad.sum())} of {a.size} values differ; first at index {_fmt_shape(index)}")
         _fail(name, problem, _fmt_value(e[index]), _fmt_value(a[index]), hint)
+
+
+def trace_layers(model, x) -> list:
+    """Run ``model(x)`` once and list what every leaf module did, in the order forward called them:
+    ``[(name, module, output shape), ...]``, e.g. ``("features.0", Conv2d(1, 6, ...), (8, 6, 28, 28))``.
+
+    Only modules are seen (``nn.ReLU()``, ``nn.MaxPool2d(2)``, ...): work done with functions such
+    as ``F.relu`` inside ``forward`` does not appear.  The model runs without gradients and keeps
+    its train/eval mode.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    calls = []
+
+    def record(module, inputs, output):
+        calls.append((names.get(module, type(module).__name__), module, tuple(output.shape)))
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls

@@ -1,9 +1,26 @@
 """labkit.ablate on a tiny real problem: 600 Fashion-MNIST images, a small MLP, one epoch."""
+import json
+import linecache
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from torch import nn
 
-from labkit.ablate import Ablation, Results, make_loss, make_optimizer
+from labkit.ablate import (
+    Ablation,
+    Results,
+    default_cache_dir,
+    load_runs,
+    make_loss,
+    make_optimizer,
+    reference_path,
+    save_runs,
+)
 
 
 def tiny_mlp(hidden=16, activation="relu", softmax=False):
@@ -125,3 +142,156 @@ def test_validation_curves_when_a_val_split_is_given(data, tmp_path):
     rest, val = train.split(100, seed=0)
     run = Ablation(tiny_mlp, base={"epochs": 2}, train=rest, test=test, val=val, progress=False).run()
     assert len(run.history["val_acc"]) == 2 and run.cached is False
+
+
+def test_compare_runs_variants_that_change_several_settings(ablation):
+    results = ablation.compare({"activation": "relu"}, {"activation": "tanh", "hidden": 8}, factors=["activation"])
+    assert [(r.config["activation"], r.config["hidden"]) for r in results] == [("relu", 16), ("tanh", 8)]
+    assert results.table().splitlines()[0] == "| activation | test acc (%) | params | time (s) | epochs |"
+    assert ablation.runs == list(results)  # every run returned is remembered, for save_runs
+
+
+def test_recorded_runs_are_read_instead_of_trained(ablation, data, tmp_path):
+    trained = ablation.sweep("hidden", [4, 8])
+    path = save_runs(tmp_path / "recorded" / "runs.json", ablation.runs)
+    loaded = load_runs(path)
+    assert [r.config for r in loaded] == [r.config for r in trained] and all(r.model == "tiny_mlp" for r in loaded)
+    # A model with other source code (as a student's own LeNet5 would be) still finds the recorded
+    # configurations by model name and configuration; a configuration not recorded is trained.
+    calls = []
+
+    def tiny_mlp(**options):  # noqa: F811 - same name, other code
+        calls.append(options["hidden"])
+        hidden = options["hidden"]
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    student = Ablation(tiny_mlp, base=ablation.base, train=data[0], test=data[1], progress=False, reference=path)
+    again = student.sweep("hidden", [4, 8, 2])
+    assert [r.test_acc for r in again[:2]] == [r.test_acc for r in trained] and calls == [2]
+    assert [r.cached for r in again] == [True, True, False]
+
+
+def test_tuples_in_configurations_survive_json(ablation, tmp_path):
+    run = ablation.run(hidden=4)
+    run.config["widths"] = (6, 16, 120)
+    (back,) = load_runs(save_runs(tmp_path / "r.json", [run]))
+    assert back.config["widths"] == (6, 16, 120)
+
+
+def test_loading_something_that_is_not_a_results_file_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no recorded results at"):
+        load_runs(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text('{"cells": []}')
+    with pytest.raises(ValueError, match="is not a labkit results file"):
+        load_runs(tmp_path / "other.json")
+
+
+def test_the_shipped_lab5_results_cover_the_solution_notebook():
+    runs = load_runs(reference_path("05_lenet"))
+    models = {r.model for r in runs}
+    assert models == {"make_fc_net", "LeNet5"} and all(r.config["epochs"] == 20 for r in runs)
+    assert all(r.config["subset"] is None and len(r.history["epoch"]) == 20 for r in runs)
+
+
+def test_a_class_edited_in_a_notebook_cell_changes_the_cache_key(ablation, tmp_path):
+    # In a notebook, inspect cannot find a class's source; its methods' source is used instead.
+    cells = []
+
+    def define(body):  # like IPython: each cell gets its own file name in linecache
+        namespace = {"nn": nn}
+        cells.append(body)
+        name = f"<cell-{len(cells)}>"
+        linecache.cache[name] = (len(body), None, body.splitlines(True), name)
+        exec(compile(body, name, "exec"), namespace)
+        return namespace["Net"]
+
+    code = ("class Net(nn.Module):\n    def __init__(self, hidden=16):\n        super().__init__()\n"
+            "        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(),\n"
+            "                                  nn.Linear(hidden, 10))\n"
+            "    def forward(self, x):\n        return self.body(x)\n")
+    first, edited = define(code), define(code.replace("nn.ReLU()", "nn.Tanh()"))
+    config = {**ablation.base, "hidden": 4}
+    key = [Ablation(net, base={}, train=None, test=None).key(config, net()) for net in (first, edited, define(code))]
+    assert key[0] != key[1] and key[0] == key[2]
+
+
+def test_default_cache_dir_is_off_while_nbgrader_grades(monkeypatch, tmp_path):
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert default_cache_dir("05_lenet") == tmp_path / "ablate" / "05_lenet"
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert default_cache_dir("05_lenet") is None
+
+
+TWO_PROCESSES = """
+import json, sys, time
+from pathlib import Path
+from torch import nn
+import labkit as lk
+from labkit.ablate import Ablation
+
+class Slow(nn.Module):
+    def forward(self, x):
+        if self.training:
+            time.sleep(0.3)  # long enough for the other process to meet the lock
+        return x
+
+def slow_net(hidden=4):
+    return nn.Sequential(Slow(), nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+cache, ready, go = (Path(p) for p in sys.argv[1:])
+data = lk.load_fashion_mnist()
+ab = Ablation(slow_net, base={"hidden": 4, "epochs": 1}, train=data.train.subset(200, seed=0),
+              test=data.test.subset(100, seed=0), cache_dir=cache, progress=False, poll_seconds=0.2)
+ready.touch()
+while not go.exists():
+    time.sleep(0.05)
+runs = ab.sweep("hidden", [2, 4, 6, 8])
+print(json.dumps([[r.config["hidden"], r.cached, r.test_acc] for r in runs]))
+"""
+
+
+def test_two_processes_sharing_a_cache_split_the_runs(tmp_path):
+    script, go = tmp_path / "worker.py", tmp_path / "go"
+    script.write_text(TWO_PROCESSES)
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(ready[i]), str(go)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for i in range(2)]
+    while not all(r.exists() for r in ready) and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    go.touch()  # both start their sweep together: each run trains for >= 0.6 s
+    outputs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    trained_by = [{hidden for hidden, cached, _ in out if not cached} for out in outputs]
+    # Every run trained exactly once, by one process or the other; both see all four results.
+    assert trained_by[0] | trained_by[1] == {2, 4, 6, 8} and not trained_by[0] & trained_by[1]
+    assert trained_by[0] and trained_by[1]
+    assert [acc for *_, acc in outputs[0]] == [acc for *_, acc in outputs[1]]
+    assert not list((tmp_path / "cache").glob("*.lock")) and len(list((tmp_path / "cache").glob("*.json"))) == 4
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(ablation, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    config = {**ablation.base, "hidden": 4}
+    key = ablation.key(config, tiny_mlp(hidden=4))
+    (tmp_path / f"{key}.lock").write_text(f"{socket.gethostname()} {int(dead.stdout)}")
+    run = ablation.run(hidden=4)
+    assert run.cached is False and not (tmp_path / f"{key}.lock").exists()
+
+
+def test_curves_of_runs_collected_by_hand_are_labelled_by_what_differs(ablation):
+    base, wider, tanh = ablation.run(), ablation.run(hidden=32), ablation.run(activation="tanh")
+    fig = Results([base, wider, tanh]).plot_curves()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else \
+        [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert {"base", "hidden=32", "activation=tanh"} <= set(legend)
+    with pytest.raises(ValueError, match="one distinct label per run"):
+        Results([base, wider]).plot_curves(labels=["same", "same"])
+
+
+def test_a_grid_plots_one_line_per_value_of_its_other_factor(ablation):
+    results = ablation.grid(lr=[1e-3, 1e-2], hidden=[4, 8])
+    ax = results.plot("hidden", by="lr").axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["lr=0.001", "lr=0.01"]
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[4, 8], [4, 8]]

@@ -1,6 +1,9 @@
 """The environment is defined once: pyproject ranges, one lock file, conda pointing at it."""
 import importlib.metadata
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -66,7 +69,16 @@ def test_ci_runs_make_test():
     assert commands[-1] == "make test"
 
 
-@pytest.mark.parametrize("target", ["lab", "test", "data", "setup", "bench", "lock"])
+@pytest.mark.parametrize("target", ["lab", "test", "data", "setup", "bench", "bench-course", "lab5-results", "lock"])
 def test_readme_documents_make_targets(target):
     assert f"make {target}" in (ROOT / "README.md").read_text()
     assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_the_wheel_ships_the_recorded_lab_results(tmp_path):
+    """Colab installs labkit from a wheel: Lab 5's recorded results must be inside it."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True)
+    (wheel,) = tmp_path.glob("labkit-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "labkit/reference/05_lenet.json" in names

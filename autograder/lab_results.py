@@ -1,0 +1,74 @@
+"""Regenerate a lab's recorded full-mode results (Lab 5 ships them in labkit/reference/).
+
+    python -m autograder results 05_lenet --jobs 2
+
+runs the lab's solution notebook in full mode with LABKIT_RERUN=1 (train every
+configuration, read nothing recorded) in JOBS kernels side by side.  They share
+the ablation cache (``lk.ablate.default_cache_dir``), so they split the runs
+between them, and an interrupted regeneration resumes where it stopped.  The
+notebook's last cell writes every run to labkit/reference/<lab>.json.  The
+executed notebooks are kept in build/lab-results/ to read the logs and plots.
+"""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from autograder import ROOT, tool_env
+
+BUILD = ROOT / "build" / "lab-results"
+
+
+def output_path(lab: str) -> Path:
+    return ROOT / "labkit" / "reference" / f"{lab}.json"
+
+
+def regenerate(lab: str, jobs: int = 2) -> Path:
+    """Run the solution notebook of ``lab`` in ``jobs`` full-mode kernels; return the results file."""
+    source = ROOT / "solutions" / lab / f"{lab}.ipynb"
+    if not source.is_file():
+        raise FileNotFoundError(f"no solution notebook {source}")
+    BUILD.mkdir(parents=True, exist_ok=True)
+    env = tool_env()
+    env.update(LABKIT_QUICK="0", LABKIT_RERUN="1", LABKIT_RESULTS_OUT=str(output_path(lab)), OMP_NUM_THREADS="1")
+    env.pop("NBGRADER_EXECUTION", None)
+    start = time.perf_counter()
+    workers = []
+    for i in range(jobs):
+        executed = BUILD / f"{lab}-worker{i}.ipynb"
+        log = open(BUILD / f"{lab}-worker{i}.log", "w")  # noqa: SIM115 - closed below
+        workers.append((subprocess.Popen([sys.executable, "-m", "autograder.lab_results", "--execute", str(source),
+                                          str(executed)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+                        log, executed))
+        time.sleep(5)  # let the first kernel claim its first run before the next one starts looking
+    failed = []
+    for proc, log, executed in workers:
+        proc.wait()
+        log.close()
+        if proc.returncode != 0:
+            failed.append(f"{executed} (exit {proc.returncode}; log: {Path(log.name)})")
+    if failed:
+        raise RuntimeError("regenerating the results failed in: " + "; ".join(failed))
+    print(f"{lab}: {output_path(lab)} written by {jobs} kernel(s) in {(time.perf_counter() - start) / 60:.1f} min; "
+          f"executed notebooks in {BUILD}")
+    return output_path(lab)
+
+
+def _execute(source: str, executed: str) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(source, as_version=4)
+    client = NotebookClient(nb, timeout=None, kernel_name="python3",
+                            resources={"metadata": {"path": str(Path(source).parent)}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, executed)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--execute":
+        _execute(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit("usage: python -m autograder results LAB [--jobs N]")

@@ -59,12 +59,20 @@ def _execute(source: str, executed: str) -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(source, as_version=4)
-    client = NotebookClient(nb, timeout=None, kernel_name="python3",
+    # allow_errors: a failing test cell (a target missed) must not stop the runs after it; the
+    # errors are listed at the end and make the command fail.
+    client = NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(Path(source).parent)}})
     try:
         client.execute()
     finally:
         nbformat.write(nb, executed)
+    errors = [(i, out.ename, out.evalue) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+              for out in cell.get("outputs", []) if out.output_type == "error"]
+    for i, name, value in errors:
+        print(f"cell {i}: {name}: {value}", file=sys.stderr)
+    if errors:
+        sys.exit(f"{len(errors)} cell(s) failed in {executed}")
 
 
 if __name__ == "__main__":

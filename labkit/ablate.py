@@ -13,7 +13,8 @@ runner; every other key is passed to ``build_model(**model_options)``:
     epochs, batch_size, lr, optimizer ("adam" | "sgd" | "rmsprop"), momentum,
     weight_decay, loss ("cross_entropy" | "mse" | "multi_margin"),
     step_size (StepLR step in iterations, None for no scheduler), gamma,
-    subset (train on this many images), seed
+    subset (train on this many images), seed,
+    normalize ((mean, std) to standardise the pixels, as ``split.loader(normalize=)``; None: [0, 1])
 
 Each finished run is written to ``cache_dir`` as JSON under a key made from
 the configuration and the source code of the model, so re-running a notebook
@@ -57,7 +58,7 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 TRAINING_DEFAULTS = {
     "epochs": 1, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "momentum": 0.0,
     "weight_decay": 0.0, "loss": "cross_entropy", "step_size": None, "gamma": 0.9,
-    "subset": None, "seed": 0,
+    "subset": None, "seed": 0, "normalize": None,
 }
 TRAINING_KEYS = frozenset(TRAINING_DEFAULTS)
 
@@ -451,7 +452,8 @@ class Ablation:
 
     def _train(self, model: nn.Module, config: dict) -> Run:
         train = self.train.subset(config["subset"], seed=config["seed"]) if config["subset"] else self.train
-        loader = train.loader(config["batch_size"], shuffle=True, seed=config["seed"])
+        scale = {"normalize": tuple(config["normalize"])} if config["normalize"] else {}
+        loader = train.loader(config["batch_size"], shuffle=True, seed=config["seed"], **scale)
         optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"],
                                    config["momentum"], config["weight_decay"])
         scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
@@ -459,12 +461,12 @@ class Ablation:
                      if config["step_size"] else None)
         loss_fn = make_loss(config["loss"])
         start = time.perf_counter()
-        val_loader = self.val.loader(1000) if self.val is not None else None
+        val_loader = self.val.loader(1000, **scale) if self.val is not None else None
         history = fit(model, loader, epochs=config["epochs"], optimizer=optimizer, loss_fn=loss_fn,
                       val_loader=val_loader, scheduler=scheduler, scheduler_interval="batch",
                       progress=False, device=self.device)
         seconds = time.perf_counter() - start
-        result = evaluate(model, self.test.loader(1000), loss_fn)
+        result = evaluate(model, self.test.loader(1000, **scale), loss_fn)
         return Run(config=config, test_acc=result.accuracy, test_loss=result.loss,
                    params=sum(p.numel() for p in model.parameters()), seconds=seconds,
                    history=history.to_dict(), model=self.name)

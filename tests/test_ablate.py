@@ -295,3 +295,22 @@ def test_a_grid_plots_one_line_per_value_of_its_other_factor(ablation):
     ax = results.plot("hidden", by="lr").axes[0]
     assert [line.get_label() for line in ax.get_lines()] == ["lr=0.001", "lr=0.01"]
     assert [list(line.get_xdata()) for line in ax.get_lines()] == [[4, 8], [4, 8]]
+
+
+def test_normalize_standardises_training_and_test_inputs_alike(data):
+    seen = {"train": [], "eval": []}
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen["train" if self.training else "eval"].append(x.mean().item())
+            return x
+
+    def recorded_mlp():
+        return nn.Sequential(Recorder(), nn.Flatten(), nn.Linear(784, 10))
+
+    mean_std = data[0].mean_std()
+    Ablation(recorded_mlp, base={"normalize": mean_std}, train=data[0], test=data[1], progress=False).run()
+    assert abs(sum(seen["train"]) / len(seen["train"])) < 0.05 and abs(sum(seen["eval"]) / len(seen["eval"])) < 0.1
+    seen["train"].clear(), seen["eval"].clear()
+    Ablation(recorded_mlp, base={}, train=data[0], test=data[1], progress=False).run()
+    assert sum(seen["eval"]) / len(seen["eval"]) == pytest.approx(0.286, abs=0.02)  # Fashion-MNIST pixels in [0, 1]

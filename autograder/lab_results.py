@@ -54,6 +54,20 @@ def regenerate(lab: str, jobs: int = 2) -> Path:
     return output_path(lab)
 
 
+def snapshot(lab: str) -> Path:
+    """Write the results file from the runs finished so far in the shared cache (no training): the
+    full-mode runs (no subset) of the lab, newest last.  For a regeneration that could not finish."""
+    from labkit.ablate import Ablation, default_cache_dir, save_runs
+
+    runs = []
+    for path in sorted((default_cache_dir(lab) or Path()).glob("*.json"), key=lambda p: p.stat().st_mtime):
+        run = Ablation._read_cached(path)
+        if run is not None and run.config.get("subset") is None:
+            runs.append(run)
+    print(f"{lab}: {len(runs)} finished full-mode run(s) from {default_cache_dir(lab)}")
+    return save_runs(output_path(lab), runs)
+
+
 def _execute(source: str, executed: str) -> None:
     import nbformat
     from nbclient import NotebookClient

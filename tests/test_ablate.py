@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from labkit.ablate import (
+    TRAINING_DEFAULTS,
+    TRAINING_KEYS,
     Ablation,
     Results,
     default_cache_dir,
@@ -186,11 +188,42 @@ def test_loading_something_that_is_not_a_results_file_says_so(tmp_path):
         load_runs(tmp_path / "other.json")
 
 
-def test_the_shipped_lab5_results_cover_the_solution_notebook():
+# What Lab 5 runs in full mode (COURSE.md, Lab 5): the base, one factor at a time, the combined variants.
+LAB5_BASE = {"activation": "tanh", "pooling": "avg", "batch_norm": False, "dropout": 0.0, "channels": (6, 16, 120),
+             "softmax_output": False, "optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 20, "subset": None,
+             "seed": 0, "loss": "cross_entropy", "normalize": (0.2860, 0.3530), "step_size": None}
+LAB5_VARIANTS = ([{}, {"loss": "mse", "softmax_output": True}, {"loss": "multi_margin"},
+                  {"optimizer": "sgd"}, {"optimizer": "rmsprop"}]
+                 + [{"lr": lr} for lr in (1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3, 3.2e-3, 6.4e-3, 1.28e-2)]
+                 + [{"batch_size": 10 * 2 ** i} for i in range(8)]
+                 + [{"lr": lr, "step_size": 100 * 2 ** i} for lr in (1e-3, 1e-2) for i in range(6)]
+                 + [{"activation": "relu"}, {"activation": "leaky_relu"}, {"pooling": "max"}, {"batch_norm": True},
+                    {"dropout": 0.3}, {"channels": (32, 64, 256)}]
+                 + [{"channels": (32, 64, 256), "pooling": "max", "batch_norm": True, "activation": "leaky_relu",
+                     **extra} for extra in ({}, {"dropout": 0.3, "step_size": 600})])
+
+
+@pytest.mark.xfail(strict=True, reason="the full-mode Lab 5 sweep is not finished yet (see the closing note); "
+                                       "`make lab5-results` resumes it")
+def test_the_shipped_lab5_results_cover_every_ablation_and_meet_the_targets():
     runs = load_runs(reference_path("05_lenet"))
-    models = {r.model for r in runs}
-    assert models == {"make_fc_net", "LeNet5"} and all(r.config["epochs"] == 20 for r in runs)
-    assert all(r.config["subset"] is None and len(r.history["epoch"]) == 20 for r in runs)
+    recorded = {(r.model, json.dumps(r.config, sort_keys=True, default=str)): r for r in runs}
+
+    def find(model, **changes):
+        config = {**TRAINING_DEFAULTS, **LAB5_BASE, **changes}
+        if model != "LeNet5":
+            config = {k: v for k, v in config.items() if k in TRAINING_KEYS}
+        run = recorded.get((model, json.dumps(config, sort_keys=True, default=str)))
+        assert run is not None, f"{model} {changes} is not in the recorded results"
+        assert len(run.history["epoch"]) == 20
+        return run
+
+    assert len(LAB5_VARIANTS) == 41
+    lenet = [find("LeNet5", **variant) for variant in LAB5_VARIANTS]
+    fc = find("make_fc_net")
+    # Targets of the course (issue 4): base >= 89 %, FC >= 89 %, combined best >= 92.5 %.
+    assert lenet[0].test_acc >= 0.89 and fc.test_acc >= 0.89
+    assert max(run.test_acc for run in lenet[-2:]) >= 0.925
 
 
 def test_a_class_edited_in_a_notebook_cell_changes_the_cache_key(ablation, tmp_path):

@@ -173,6 +173,7 @@ def _store(course: Course, lab: str, student: str, entry: Entry, max_bytes: int)
         return {**row, "action": "skipped", "detail": "identical to a file already collected"}
     kept = archive / (f"{stamp}-{digest[:12]}.ipynb" if not too_large else f"{stamp}-{digest[:12]}.too-large.json")
     meta = {"file": entry.name, "size": max(entry.size, len(data)), "sha256": digest, "too_large": too_large,
+            "max_bytes": max_bytes,
             "timestamp": entry.time.isoformat(sep=" ", timespec="seconds"),
             "collected_as": str(kept.relative_to(course.root))}
     if too_large:

@@ -243,8 +243,12 @@ def reason(result: dict) -> str:
     parts = []
     status = result.get("status")
     tests = result.get("tests") or []
-    if status in ("invalid", "error") and not tests:
+    if status == "invalid" or (status == "error" and not tests):
         parts.append(result.get("reason") or "; ".join(result.get("events") or []) or status)
+    elif status == "error":
+        parts += result.get("events") or []
+        parts.append(f"details in .autograder/logs/{result.get('lab')}-{result.get('student')}.log; fix and run "
+                     "grade again")
     else:
         passed = [t for t in tests if t["passed"]]
         parts.append(f"passed {len(passed)} of {len(tests)} tests")

@@ -27,6 +27,7 @@ from pathlib import Path
 from queue import Empty
 from time import monotonic
 
+import nbformat
 import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -79,6 +80,65 @@ def label(cell, index: int) -> str:
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Before nbgrader's OverwriteCells: grading metadata comes from the lab, never from the submission.
+
+    A cell whose grade id is not one of the lab's (another lab's notebook, a copy that
+    DeduplicateIds emptied) loses its nbgrader metadata (nbgrader 0.9 would otherwise fail
+    on it when it puts missing cells back); a known cell gets the lab's grade/solution/task
+    flags back (a test cell turned into a "solution" would not be autograded)."""
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook
+
+        with Gradebook(resources["nbgrader"]["db_url"]) as gb:
+            notebook = gb.find_notebook(resources["nbgrader"]["notebook"], resources["nbgrader"]["assignment"])
+            order = [(c.name, c.cell_type, c.locked, c.source) for c in notebook.source_cells]
+            grade = {c.name: c.max_score for c in notebook.grade_cells}
+            solution = {c.name for c in notebook.solution_cells}
+            task = {c.name for c in notebook.task_cells}
+        known = {name for name, *_ in order}
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader")
+            if meta is None:
+                continue
+            name = meta.get("grade_id") if isinstance(meta, dict) else None
+            if name not in known:
+                del cell.metadata["nbgrader"]
+            else:
+                meta.update(grade=name in grade, solution=name in solution, task=name in task)
+                if not meta["grade"]:
+                    meta.pop("points", None)
+        self._add_missing(nb, order, grade, solution, task)
+        return nb, resources
+
+    @staticmethod
+    def _add_missing(nb, order, grade, solution, task):
+        """Put back missing answer and read-only cells (nbgrader puts back test cells, but only after the
+        cell that precedes them in the lab, so that one must exist).  An answer comes back empty."""
+        present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
+        previous = None
+        for name, cell_type, locked, source in order:
+            if name in present:
+                previous = name
+                continue
+            if name in grade or name in task:
+                continue
+            if name in solution:
+                text = "# (this answer cell was missing from the submission)" if cell_type == "code" else \
+                    "(this answer cell was missing from the submission)"
+            else:
+                text = source  # a read-only cell of the lab: nothing secret in it
+            meta = {"nbgrader": {"grade_id": name, "grade": False, "solution": name in solution, "task": False,
+                                 "locked": locked, "schema_version": 3}}
+            new = nbformat.v4.new_code_cell(text, metadata=meta) if cell_type == "code" else \
+                nbformat.v4.new_markdown_cell(text, metadata=meta)
+            at = present[previous] + 1 if previous in present else 0
+            nb.cells.insert(at, new)
+            present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
+            previous = name
 
 
 class ProtectTests(NbGraderPreprocessor):

@@ -39,6 +39,7 @@ HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 def read_submission(path: Path, meta: dict, max_bytes: int):
     """(notebook, None) or (None, why it cannot be graded)."""
+    max_bytes = min(max_bytes, meta.get("max_bytes") or max_bytes)  # the limit collect applied, if smaller
     limit = f"{max_bytes / 2**20:g} MB"
     if meta.get("too_large") or (path.exists() and path.stat().st_size > max_bytes):
         size = meta.get("size", path.stat().st_size if path.exists() else 0)
@@ -84,6 +85,10 @@ def compare(nb, source: dict) -> tuple:
         if len(copies) > 1:
             notes.append(f"cell '{name}' appears {len(copies)} times: only the last copy was graded")
         last = copies[-1]
+        meta = last.metadata.get("nbgrader", {})
+        if bool(meta.get("grade")) != (cell["test"] or cell["points"] > 0) or bool(meta.get("solution")) != \
+                cell["solution"]:
+            notes.append(f"{kind} cell '{name}' had its grading metadata changed: the lab's was used")
         if last.cell_type != cell["cell_type"]:
             notes.append(f"{kind} cell '{name}' was changed to {last.cell_type}: nbgrader changed it back")
         elif cell["locked"] and last.source.strip() != visible(cell["source"]).strip():
@@ -137,7 +142,7 @@ def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: P
     )
     from traitlets.config import Config
 
-    from autograder.preprocessors import ProtectTests, RestoreTests, SandboxedExecute
+    from autograder.preprocessors import ProtectTests, RestoreCellMetadata, RestoreTests, SandboxedExecute
 
     c = Config()
     c.CourseDirectory.root = str(course_dir)
@@ -149,8 +154,8 @@ def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: P
     c.CourseDirectory.student_id = student
     c.Autograde.force = True
     c.Autograde.create_student = True
-    c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
-                                          CheckCellMetadata]
+    c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,
+                                          OverwriteCells, CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [ProtectTests, SandboxedExecute, RestoreTests, IgnorePattern,
                                            ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
                                            AssignLatePenalties, CheckCellMetadata]
@@ -172,7 +177,7 @@ class _Capture(logging.Handler):
         self.lines = []
 
     def emit(self, record):
-        self.lines.append(record.getMessage()[:2000])
+        self.lines.append(record.getMessage()[:8000])
 
 
 def run_nbgrader(course_dir, lab, student, sandbox_config, limits) -> list:
@@ -336,6 +341,19 @@ def _results(course_dir, lab, student, source, run: Run, report: dict, log: list
     out["score"] = sum(s for s, _ in grades.values() if s)
 
     events = out["events"]
+    if graded_path.exists():
+        raised = []
+        for cell in graded.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("solution"):
+                continue
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and output.get("ename") not in ("TimeLimit", "NotRun",
+                                                                                          "KernelDied"):
+                    raised.append(f"answer '{meta.get('grade_id')}' raised {output.get('ename')}")
+                    break
+        if raised:
+            events.append(", ".join(raised[:3]) + (" ..." if len(raised) > 3 else ""))
     for where in run.timeouts:
         events.append(f"{where} hit the time limit and was interrupted")
     if run.stopped:
@@ -350,8 +368,7 @@ def _results(course_dir, lab, student, source, run: Run, report: dict, log: list
         events.append(f"later cells not run: {run.stopped}{crash}")
     if run.truncated:
         events.append(f"output truncated in {', '.join(run.truncated[:3])}")
-    nbgrader_errors = [line for line in log if "nbgrader failed" in line or line.startswith("There was an error")]
-    if report.get("isolation") == "none" or job_dir is None:
+    if report.get("isolation") == "none":
         events.append("NOT SANDBOXED")
     for warning in report.get("warnings") or []:
         if warning != "not sandboxed":
@@ -360,11 +377,13 @@ def _results(course_dir, lab, student, source, run: Run, report: dict, log: list
     reported = any(run.tests.get(t["name"], {}).get("outcome", {}).get("reported") for t in tests)
     if not graded_path.exists() or (run.kernel_error and not reported):
         out["status"] = "error"
-        why = run.kernel_error or "; ".join(nbgrader_errors or log[-3:]) or "nbgrader produced no graded notebook"
+        exceptions = [line for entry in log for line in entry.splitlines()
+                      if re.match(r"^[A-Za-z_.]*(Error|Exception|Exit)\b", line.strip())]
+        why = run.kernel_error or (exceptions[-1].strip() if exceptions else "nbgrader produced no graded notebook")
         kernel_log = (job_dir / "kernel.log").read_text(errors="replace")[-1500:] if \
             (job_dir / "kernel.log").exists() else ""
-        out["error_detail"] = "\n".join([why, *log[-20:], kernel_log])[-6000:]
-        events.insert(0, f"the grader could not run this notebook: {why}"[:400])
+        out["error_detail"] = "\n".join([why, *log[-20:], kernel_log])[-8000:]
+        out["events"] = [f"the grader could not run this notebook: {why}"[:300]]
     elif run.crashed:
         out["status"] = "crashed"
     elif run.timeouts or (run.stopped and "time limit" in run.stopped):

@@ -392,6 +392,9 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         say(f"[{counter['n']}/{len(pending)}] {job['student']}: {_number(result.get('score', 0))}/"
             f"{_number(result.get('max_score'))} {result['status']} ({result.get('wall_seconds', 0):.0f} s)")
 
+    if not pending:
+        write_csv(course, lab)
+        return graded
     try:
         run_jobs([job_for(s) for s in pending], workers, log_dir, on_result)
         again = [s for s, r in graded.items() if r["status"] in ("crashed", "error")]

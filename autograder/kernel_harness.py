@@ -30,6 +30,7 @@ def _labkit_grader_install(namespace):  # noqa: C901 - one closure keeps the pri
     import importlib.util
     import linecache
     import math
+    import os
     import sys
     import threading
 
@@ -37,10 +38,15 @@ def _labkit_grader_install(namespace):  # noqa: C901 - one closure keeps the pri
     import torch
     import torch.nn
     import torch.nn.functional
+    import torch.optim
     from IPython import get_ipython
 
     import labkit
     import labkit.checks
+
+    # Libraries patch themselves lazily (building the first optimizer wraps torch.manual_seed for
+    # torch._dynamo): do it now, so that the snapshot below already holds the patched objects.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
 
     mime = "application/vnd.labkit.grader+json"
     ip = get_ipython()
@@ -77,6 +83,20 @@ def _labkit_grader_install(namespace):  # noqa: C901 - one closure keeps the pri
                     watched[f"{name}.{attr}"] = value
     # IPython's last results, and the input() that ipykernel installs for each execution
     ignored = {("builtins", "_"), ("builtins", "__"), ("builtins", "___"), ("builtins", "input")}
+    ignored_attrs = {"__slotnames__"}  # copyreg's cache on classes whose instances were copied or pickled
+    library = tuple({sys.prefix, sys.base_prefix, os.path.dirname(labkit.__file__)})
+
+    def student_made(value):
+        """Whether a changed attribute's new value comes from notebook code (it is reported) rather than from
+        a library patching itself (put back silently)."""
+        if value is missing:
+            return True
+        func = _getattr(value, "__func__", value)
+        code = _getattr(func, "__code__", None)
+        if code is not None:
+            return not code.co_filename.startswith(library)
+        return _getattr(value, "__module__", None) in (None, "__main__")
+
     saved = {label: (obj, dict(vars(obj))) for label, obj in watched.items()}
     functions = []
     for label, (_obj, attrs) in saved.items():
@@ -100,23 +120,27 @@ def _labkit_grader_install(namespace):  # noqa: C901 - one closure keeps the pri
         for label, (obj, attrs) in saved.items():
             current = vars(obj)
             if _isinstance(obj, type):  # a new class attribute may hide an inherited one (Tensor.__eq__)
-                for attr in [a for a in current if a not in attrs]:
+                for attr in [a for a in current if a not in attrs and a not in ignored_attrs]:
+                    value = current[attr]
                     try:
                         delattr(obj, attr)
-                        changed.append(f"{label}.{attr}")
                     except (AttributeError, TypeError):
-                        pass
+                        continue
+                    if student_made(value):
+                        changed.append(f"{label}.{attr}")
             for attr, value in attrs.items():
-                if (label, attr) in ignored or current.get(attr, missing) is value:
+                now = current.get(attr, missing)
+                if (label, attr) in ignored or attr in ignored_attrs or now is value:
                     continue
                 try:
                     if obj is builtins:
                         current[attr] = value
                     else:
                         _setattr(obj, attr, value)
-                    changed.append(f"{label}.{attr}")
                 except (AttributeError, TypeError):
-                    pass
+                    continue
+                if student_made(now):
+                    changed.append(f"{label}.{attr}")
         for label, func, code, defaults, kwdefaults in functions:
             if func.__code__ is not code or func.__defaults__ is not defaults or func.__kwdefaults__ is not kwdefaults:
                 func.__code__, func.__defaults__, func.__kwdefaults__ = code, defaults, kwdefaults

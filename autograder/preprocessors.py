@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -280,6 +281,7 @@ class SandboxedExecute(Execute):
                         continue
                     if self._timed_out:
                         run.timeouts.append(label(cell, index))
+                        self._kill_strays()
                         if self._run_silently("pass", self.interrupt_grace) is None:
                             run.stopped = f"{label(cell, index)} did not stop when interrupted, so the kernel " \
                                           "was stopped"
@@ -328,6 +330,15 @@ class SandboxedExecute(Execute):
             if msg["parent_header"].get("msg_id") == msg_id:
                 return msg
         return None
+
+    def _kill_strays(self):
+        """Ask the sandbox to kill every process but the kernel (sandbox.py passes SIGUSR1 down to PID 1)."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            try:
+                os.kill(process.pid, signal.SIGUSR1)
+            except OSError:
+                pass
 
     def _kill_kernel(self):
         try:

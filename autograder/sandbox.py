@@ -51,7 +51,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MS_NOATIME, MS_RELATIME = 1024, 1 << 21
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 DEVICES = ("null", "zero", "full", "random", "urandom")
 # statvfs flags that a bind remount must keep (they are locked in a user namespace)
@@ -103,6 +103,7 @@ def main(argv) -> int:
         sys.exit("usage: sandbox.py CONFIG.json -- COMMAND ... | --probe")
     command = _relocate_connection_file(command, cfg)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel, which gets them from its group
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # "kill the kernel's strays", passed down to PID 1 below
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the grading worker died: so do we, and the whole tree with us
 
     report = {"isolation": cfg.get("isolation", "full"), "warnings": [], "started": time.time()}
@@ -128,6 +129,7 @@ def main(argv) -> int:
         for path in cgroups:
             _kill_cgroup(path)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, lambda *_: _signal(pid, signal.SIGUSR1))
 
     message = _read_line(from_child_r)
     if message.startswith("unshared"):
@@ -332,6 +334,7 @@ def _child(cfg, command, stderr_fd, from_parent, to_parent):
         if init == 0:
             _pid1(cfg, command, fds, stderr_fd, to_parent)  # never returns
         signal.signal(signal.SIGTERM, lambda *_: _kill(init))
+        signal.signal(signal.SIGUSR1, lambda *_: _signal(init, signal.SIGUSR1))
         _, status = _waitpid(init)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     except BaseException as exc:  # noqa: BLE001 - report anything to the launcher, then die
@@ -348,6 +351,9 @@ def _pid1(cfg, command, fds, stderr_fd, to_parent):
     try:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         warnings = _build_root(cfg, fds)
+        for fd in fds.values():  # handles on host folders: of no use any more, and not to be inherited
+            os.close(fd)
+        prctl(PR_SET_DUMPABLE, 0)  # the command may not read our memory, environment or descriptors
         for warning in warnings:
             os.write(to_parent, (warning + "\n").encode())
         kernel = os.fork()
@@ -359,7 +365,9 @@ def _pid1(cfg, command, fds, stderr_fd, to_parent):
                 os.write(stderr_fd, f"sandbox: could not start {command[0]}: {exc}\n".encode())
                 os._exit(127)
         os.close(to_parent)
+        os.close(stderr_fd)
         signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        signal.signal(signal.SIGUSR1, lambda *_: _kill_strays(kernel))
         while True:  # reap everything; end (and with us the namespace) when the command ends
             pid, status = _waitpid(-1)
             if pid in (kernel, -1):
@@ -498,8 +506,8 @@ def _run_command(cfg, command, stderr_fd, isolated):
         os.dup2(null, 1)
     os.dup2(stderr_fd, 2)
     os.closerange(3, 65536)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_DFL)
     mb = 2**20
     _set_limit(resource.RLIMIT_CORE, 0)
     if limits.get("memory_mb"):
@@ -600,6 +608,26 @@ def _count_tasks(uid):
             except OSError:
                 pass
     return count
+
+
+def _kill_strays(kernel):
+    """In PID 1: kill every process of the namespace but the kernel (what a timed-out cell left running,
+    e.g. the children of a fork bomb), so that the kernel gets the machine back."""
+    for _ in range(3):
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return
+        for entry in entries:
+            if entry.isdigit() and int(entry) not in (1, kernel):
+                _kill(int(entry))
+
+
+def _signal(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass
 
 
 def _kill(pid):

@@ -91,7 +91,7 @@ def compare(nb, source: dict) -> tuple:
             notes.append(f"{kind} cell '{name}' had its grading metadata changed: the lab's was used")
         if last.cell_type != cell["cell_type"]:
             notes.append(f"{kind} cell '{name}' was changed to {last.cell_type}: nbgrader changed it back")
-        elif cell["locked"] and last.source.strip() != visible(cell["source"]).strip():
+        elif cell["locked"] and last.source.strip() not in (visible(cell["source"]).strip(), cell["source"].strip()):
             notes.append(f"{kind} cell '{name}' was edited: the original was run")
     spec, wanted = nb.metadata.get("kernelspec", {}), source.get("kernelspec") or {}
     if spec and wanted and spec.get("name") != wanted.get("name"):
@@ -348,8 +348,8 @@ def _results(course_dir, lab, student, source, run: Run, report: dict, log: list
             if cell.cell_type != "code" or not meta.get("solution"):
                 continue
             for output in cell.get("outputs", []):
-                if output.get("output_type") == "error" and output.get("ename") not in ("TimeLimit", "NotRun",
-                                                                                          "KernelDied"):
+                if output.get("output_type") == "error" and output.get("ename") not in (
+                        "TimeLimit", "NotRun", "KernelDied", "KeyboardInterrupt"):  # the grader's own doing
                     raised.append(f"answer '{meta.get('grade_id')}' raised {output.get('ename')}")
                     break
         if raised:

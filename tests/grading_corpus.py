@@ -281,7 +281,7 @@ EXPECTED = {
     "input-call": ("graded", 3, ["test_add", "answer 'add' raised StdinNotImplementedError"]),
     "not-json": ("invalid", 0, ["not valid JSON"]),
     "empty-file": ("invalid", 0, ["empty"]),
-    "colab": ("graded", 5, ["Colab", "kernel"]),
+    "colab": ("graded", 5, ["saved from Google Colab"]),
     "stale-outputs": ("graded", 0, ["outputs saved in the file were discarded"]),
     "wrong-lab": ("graded", 0, ["right lab"]),
     "too-large": ("invalid", 0, ["too large"]),

@@ -66,6 +66,8 @@ def main(argv=None) -> int:
 
     fee = commands.add_parser("feedback", parents=[common, with_db], help="one HTML feedback file per student")
     fee.add_argument("lab")
+    fee.add_argument("--no-outputs", action="store_true",
+                     help="leave out the outputs of the student's own cells (sources and test results only)")
 
     exp = commands.add_parser("export", parents=[common, with_db], help="all labs' scores in one CSV for the LMS")
     exp.add_argument("--to", metavar="FILE", help="output file (default: <course>/grades/all_labs.csv)")
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
     elif args.command == "feedback":
         from autograder.feedback import feedback
 
-        feedback(args.lab, _course(args))
+        feedback(args.lab, _course(args), outputs=not args.no_outputs)
     elif args.command == "export":
         from autograder.export import export
 

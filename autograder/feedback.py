@@ -12,7 +12,8 @@ nbgrader's GenerateFeedback renders each autograded notebook with its scores;
 - outputs' HTML is sanitized (nbconvert's sanitize_html): a student's output cannot
   run scripts in the instructor's or the student's browser.
 
-Students whose file could not be graded (invalid, or no graded notebook) get a
+``--no-outputs`` leaves out the outputs of the student's own cells too.  Students
+whose file could not be graded (invalid, or no graded notebook) get a
 short page with the reason.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 from autograder import use_tool_path
 from autograder.course import Course
@@ -95,6 +96,7 @@ class RedactForFeedback(NbGraderPreprocessor):
 
     records_dir = Unicode("", config=True)
     source_notebook = Unicode("", config=True)
+    keep_outputs = Bool(True, config=True, help="show the outputs of the student's own cells (redacted)")
 
     def preprocess(self, nb, resources):
         student = resources["nbgrader"]["student"]
@@ -111,6 +113,8 @@ class RedactForFeedback(NbGraderPreprocessor):
                 cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=redact(result_text(test),
                                                                                              secrets) + "\n")]
             elif cell.cell_type == "code":
+                if not self.keep_outputs:
+                    cell.outputs = []
                 for output in cell.get("outputs", []):
                     _redact_output(output, secrets)
             cell.source = redact(cell.source, secrets)
@@ -142,8 +146,10 @@ def plain_page(record: dict) -> str:
             f"<table border='1'><tr><th>test</th><th>result</th></tr>{rows}</table></body></html>")
 
 
-def feedback(lab: str, course: Course | None = None, say=print) -> list:
-    """Write feedback/<student>/<lab>/<lab>.html for every graded student; return the paths."""
+def feedback(lab: str, course: Course | None = None, outputs: bool = True, say=print) -> list:
+    """Write feedback/<student>/<lab>/<lab>.html for every graded student; return the paths.
+
+    ``outputs=False`` leaves out the outputs of the student's own cells (sources and test results only)."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.converters import GenerateFeedback
     from nbgrader.converters.base import NbGraderException
@@ -170,6 +176,7 @@ def feedback(lab: str, course: Course | None = None, say=print) -> list:
         c.GenerateFeedback.preprocessors = [RedactForFeedback, GetGrades, CSSHTMLHeaderPreprocessor]
         c.RedactForFeedback.records_dir = str(course.records(lab))
         c.RedactForFeedback.source_notebook = str(course.source_dir(lab) / f"{lab}.ipynb")
+        c.RedactForFeedback.keep_outputs = outputs
         c.HTMLExporter.sanitize_html = True
         c.CourseDirectory.student_id = "*"
         log = logging.getLogger("autograder.feedback")

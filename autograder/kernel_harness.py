@@ -193,6 +193,7 @@ def _labkit_grader_install(namespace):  # noqa: C901 - one closure keeps the pri
             report(nonce, False, restored, ename=_type(exc).__name__, evalue=_str(exc)[:4000], line=line)
             raise
         finally:
+            linecache.cache.pop(filename, None)  # the traceback is rendered: later cells may not read the source
             if before is missing:
                 user_ns.pop("__builtins__", None)
             else:

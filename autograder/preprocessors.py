@@ -301,6 +301,12 @@ class SandboxedExecute(Execute):
         self.set_widgets_metadata()
         return self.nb, self.resources
 
+    def preprocess_cell(self, cell, resources, index):
+        # Test cells stay out of IPython's input history (In, _ih), where a later cell could read them.
+        self._check_assign_resources(resources)
+        cell = self.execute_cell(cell, index, store_history=not is_test(cell))
+        return cell, self.resources
+
     def _cell_timeout(self, cell):
         return max(1, min(self.timeout or self.notebook_timeout, int(self._deadline - monotonic()) + 1))
 

@@ -126,11 +126,24 @@ def _md(text: str) -> str:
     return html.escape(str(text)).replace("|", "&#124;").replace("\n", "<br>")
 
 
+def student_reason(record: dict) -> str:
+    """What happened, for the student: the CSV's reason without its list of failed tests (whose messages
+    may come from hidden tests); each test's result is in the table instead."""
+    if record.get("status") == "invalid":
+        return record.get("reason", "")
+    parts = list(record.get("events") or [])
+    if record.get("restored"):
+        parts.append("a cell of yours had changed " + ", ".join(record["restored"][:4])
+                     + "; it was put back before each test")
+    parts += record.get("notes") or []
+    return "; ".join(parts)
+
+
 def summary_markdown(record: dict, secrets: set) -> str:
     lines = [f"## Feedback: {_md(record['lab'])}, {_md(record['student'])}",
              f"**Score: {_n(record.get('score'))} / {_n(record.get('max_score'))}** &nbsp; status: "
              f"*{_md(record.get('status'))}*", "",
-             _md(redact(record.get("reason", ""), secrets)), "", "| test | result |", "|:--|:--|"]
+             _md(redact(student_reason(record), secrets)), "", "| test | result |", "|:--|:--|"]
     for test in record.get("tests", []):
         lines.append(f"| {_md(test['name'])} | {_md(redact(result_text(test), secrets))} |")
     return "\n".join(lines)
@@ -142,7 +155,7 @@ def plain_page(record: dict) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback {html.escape(record['lab'])}</title>"
             f"</head><body><h2>Feedback: {html.escape(record['lab'])}, {html.escape(record['student'])}</h2>"
             f"<p><b>Score: {_n(record.get('score'))} / {_n(record.get('max_score'))}</b>, status: "
-            f"<i>{html.escape(str(record.get('status')))}</i></p><p>{html.escape(record.get('reason', ''))}</p>"
+            f"<i>{html.escape(str(record.get('status')))}</i></p><p>{html.escape(student_reason(record))}</p>"
             f"<table border='1'><tr><th>test</th><th>result</th></tr>{rows}</table></body></html>")
 
 

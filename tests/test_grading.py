@@ -224,6 +224,8 @@ def test_feedback_shows_each_test_result_but_never_a_hidden_test(graded_corpus):
         if path.parent.parent.name not in ("not-json", "empty-file", "too-large"):
             for test in ("test_add", "test_scale", "test_scale_allclose"):
                 assert test in html, f"{path}: no result for {test}"
+    hidden_only = (graded_corpus.course.feedback("hidden-only", LAB) / f"{LAB}.html").read_text()
+    assert "failed a hidden test (0/2 points)" in hidden_only and "add(-5, 5)" not in hidden_only
     partial = (graded_corpus.course.feedback("control-partial", LAB) / f"{LAB}.html").read_text()
     assert "passed (2/2 points)" in partial and "NotImplementedError" in partial
     assert "too large" in (graded_corpus.course.feedback("too-large", LAB) / f"{LAB}.html").read_text()

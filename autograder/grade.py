@@ -293,6 +293,8 @@ def write_csv(course: Course, lab: str) -> Path:
         text = record.get("reason", "")
         if manual:
             text = "includes manual grades; " + text
+        if record.get("sha256") != course.submission(student, lab).get("sha256"):
+            text = "a newer submission is waiting to be graded; " + text
         rows.append({"student": student, "lab": lab, "score": _number(score), "max_score": _number(max_score),
                      "status": record.get("status"), "reason": text})
     path = course.grades_csv(lab)

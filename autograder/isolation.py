@@ -102,15 +102,15 @@ def binds() -> list:
     return out
 
 
-def environment(limits: Limits) -> dict:
+def environment(limits: Limits, home: str = HOME, data: str = DATA) -> dict:
     threads = str(limits.threads)
     return {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
-        "HOME": HOME, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+        "HOME": home, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         "NUMEXPR_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": "", "MALLOC_ARENA_MAX": "2",
-        "LABKIT_DATA": DATA, "LABKIT_OFFLINE": "1",
-        "MPLCONFIGDIR": f"{HOME}/.config/matplotlib", "IPYTHONDIR": "/tmp/ipython",
+        "LABKIT_DATA": data, "LABKIT_OFFLINE": "1",
+        "MPLCONFIGDIR": f"{home}/.config/matplotlib", "IPYTHONDIR": "/tmp/ipython",
         "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
     }
 
@@ -145,11 +145,17 @@ class SandboxDir:
 
 
 def config(sandbox: SandboxDir, limits: Limits, mode: str, report: Path | None, stderr: Path | None) -> dict:
+    if mode == "none":  # no private file system: the kernel runs in the scratch copy, on the real paths
+        from labkit.data import data_dir
+
+        env = environment(limits, home=str(sandbox.home), data=str(data_dir()))
+    else:
+        env = environment(limits)
     return {
         "isolation": "none" if mode == "none" else "full",
         "root": str(sandbox.root), "home": HOME, "scratch": str(sandbox.home), "ipc_dir": str(sandbox.ipc),
         "binds": [*binds(), (str(sandbox.ipc), str(sandbox.ipc), "rw")],
-        "etc": ETC, "env": environment(limits), "pass_env": PASS_ENV,
+        "etc": ETC, "env": env, "pass_env": PASS_ENV,
         "uid": sandbox.uid, "gid": sandbox.uid,
         "limits": {k: getattr(limits, k) for k in ("memory_mb", "tree_memory_mb", "nproc", "tree_tasks", "fsize_mb",
                                                     "scratch_mb", "tmp_mb", "shm_mb", "nofile")},

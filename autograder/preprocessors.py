@@ -266,7 +266,6 @@ class SandboxedExecute(Execute):
                         continue
                     if run.stopped is None and monotonic() >= self._deadline:
                         run.stopped = f"the notebook reached its time limit of {self.notebook_timeout} s"
-                        run.timeouts.append(label(cell, index))
                     if run.stopped is not None:
                         cell.outputs = [error_output("NotRun", f"not run: {run.stopped}")]
                         continue

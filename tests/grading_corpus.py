@@ -151,7 +151,7 @@ def corpus(course_root, port: int, other_student_file: str, gradebook: str) -> d
     add_file("control-full_07_tiny.ipynb", student_notebook())
     add_file("control-partial_07_tiny.ipynb", student_notebook(scale=None))
     add_file("syntax-error_07_tiny.ipynb", student_notebook(add="return a +* b"))
-    add_file("hidden-only_07_tiny.ipynb", student_notebook(add="return a + b if a >= 0 else 0"))
+    add_file("hidden-only_07_tiny.ipynb", student_notebook(add="return a + b if a >= 0 else -1"))
     add_file("exception_07_tiny.ipynb", student_notebook(extra={"add": "x = 1 / 0"}))
     add_file("infinite-loop_07_tiny.ipynb", student_notebook(extra={"add": "while True:\n    pass"}))
     add_file("sleep-forever_07_tiny.ipynb", student_notebook(extra={"add": "import time\ntime.sleep(10**6)"}))

@@ -653,6 +653,10 @@ try:
     open("/probe-write", "w").close(); out["root_writable"] = True
 except OSError:
     out["root_writable"] = False
+out["omp_threads"] = os.environ.get("OMP_NUM_THREADS")
+out["gpus_visible"] = os.environ.get("CUDA_VISIBLE_DEVICES") != "" or any(
+    name.startswith(("nvidia", "dri", "kfd")) for name in os.listdir("/dev"))
+out["home"] = sorted(os.listdir(os.path.expanduser("~")))
 print(json.dumps(out))
 """
 

@@ -11,6 +11,7 @@ import re
 import socket
 import threading
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,6 +73,7 @@ def test_the_sandbox_works_here():
     assert result["ok"], f"the grading sandbox does not work on this machine: {result}"
     assert result["network"].startswith("blocked"), result
     assert result["root_writable"] is False and result["processes_visible"] <= 3, result
+    assert result["omp_threads"] == "1" and result["gpus_visible"] is False, result
 
 
 @pytest.mark.parametrize("name, student, problem", [
@@ -193,6 +195,7 @@ def test_a_student_cell_cannot_read_or_write_outside_its_scratch_folder(graded_c
                    "/etc/shadow", "/root/.bashrc", "/proc/1/environ"):
         assert re.search(rf"blocked read \S*{re.escape(target)}", text), f"no 'blocked read' for {target}:\n{text}"
     assert text.count("blocked write") == 4 and "blocked glob" in text
+    assert "scratch: ['.config', '07_tiny.ipynb']" in text, "the scratch folder: the submission and the lab's files"
     assert not (root / "pwned.txt").exists() and not (root / "submitted" / "pwned.txt").exists()
     assert not list(root.rglob("scratch-ok.txt")), "the scratch folder vanishes with the sandbox"
 
@@ -209,6 +212,9 @@ def test_the_gradebook_holds_the_scores_of_the_csv(graded_corpus):
     with Gradebook(graded_corpus.course.db_url) as gb:
         for student, row in graded_corpus.csv.items():
             assert gb.find_submission(LAB, student).score == float(row["score"]), student
+        # the submission time is kept: the zip entry's time of the latest file (local time, stored in UTC)
+        latest = datetime(2025, 3, 1, 12, 30).astimezone(timezone.utc).replace(tzinfo=None)
+        assert gb.find_submission(LAB, "resubmitted").timestamp == latest
 
 
 def test_feedback_shows_each_test_result_but_never_a_hidden_test(graded_corpus):
@@ -243,9 +249,9 @@ def test_grade_again_is_idempotent_resumes_and_keeps_manual_grades(graded_corpus
         gb.find_grade("test_scale", LAB, LAB, "control-partial").manual_score = 1.5
         gb.db.commit()
     late = {f"late-{i}_07_tiny.ipynb": (nbformat.writes(student_notebook()).encode(),
-                                        __import__("datetime").datetime(2025, 3, 2, 9, i)) for i in range(2)}
+                                        datetime(2025, 3, 2, 9, i)) for i in range(2)}
     late["control-partial_07_tiny.ipynb"] = (nbformat.writes(student_notebook(add="wrong", scale=None)).encode(),
-                                             __import__("datetime").datetime(2025, 3, 2, 10, 0))
+                                             datetime(2025, 3, 2, 10, 0))
     collect(LAB, make_zip(graded_corpus.root.parent / "late.zip", late), course, say=quiet)
     first = grade(LAB, course, workers=1, limits=CORPUS_LIMITS, sandbox="full", limit=1, say=quiet)
     assert len(first) == 1, "--limit 1: an interrupted run"

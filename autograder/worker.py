@@ -63,12 +63,19 @@ def read_submission(path: Path, meta: dict, max_bytes: int):
         nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # noqa: BLE001 - any reason is a reason to refuse it
         return None, f"not a notebook nbformat can read: {exc}"[:300]
+    if not isinstance(nb.get("metadata"), dict):
+        nb["metadata"] = nbformat.NotebookNode()
+    if not isinstance(nb.metadata.get("kernelspec", {}), dict):
+        del nb.metadata["kernelspec"]
     for i, cell in enumerate(nb.cells):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw") \
                 or not isinstance(cell.get("source", ""), str):
             return None, f"not a valid notebook: cell {i + 1} is malformed"
         if not isinstance(cell.get("metadata", {}), dict):
             cell["metadata"] = nbformat.NotebookNode()
+        meta = cell.metadata.get("nbgrader")
+        if meta is not None and (not isinstance(meta, dict) or not isinstance(meta.get("grade_id"), str)):
+            del cell.metadata["nbgrader"]  # broken grading metadata: the lab's is put back by grade id anyway
     return nb, None
 
 
@@ -187,7 +194,7 @@ def run_nbgrader(course_dir, lab, student, sandbox_config, limits) -> list:
     from nbgrader.coursedir import CourseDirectory
 
     cfg = autograde_config(course_dir, lab, student, sandbox_config, limits)
-    log = logging.getLogger(f"autograder.nbgrader.{student}")
+    log = logging.getLogger("autograder.nbgrader")
     log.propagate = False
     capture = _Capture()
     log.handlers = [capture]

@@ -119,6 +119,19 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
     assert nb is None and "too large" in why and "1 MB" in why
 
 
+def test_broken_grading_metadata_is_dropped_not_trusted(tmp_path):
+    data = json.loads(nbformat.writes(student_notebook()))
+    data["metadata"]["kernelspec"] = "not a dict"
+    data["cells"][2]["metadata"]["nbgrader"] = "not a dict"
+    data["cells"][3]["metadata"]["nbgrader"]["grade_id"] = 5
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(data))
+    nb, why = read_submission(path, {}, 2**20)
+    assert why is None and "kernelspec" not in nb.metadata
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells][2:] == \
+        [None, None, "scale", "test_scale", "test_scale_allclose"]
+
+
 def test_secret_lines_are_the_hidden_tests_only():
     secrets = secret_lines(source_notebook())
     assert any("hidden-add-check" in line for line in secrets)

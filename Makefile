@@ -1,7 +1,10 @@
 # labkit: two commands for a new user.
 #   make lab    set up .venv, fetch the data, start JupyterLab on the course
 #   make test   the same setup, then the whole test suite (what CI runs)
-# Other targets: make setup | data | release | bench | bench-course | lab5-results | lock | clean
+# Other targets: make setup | data | release | bench | bench-course | bench-grading | lab5-results | lock | clean
+# Grading (the course folder is the repo root unless COURSE=DIR):
+#   make collect LAB=03_mlp SOURCE=download.zip
+#   make grade LAB=03_mlp [WORKERS=2]    make feedback LAB=03_mlp    make export
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,8 +17,14 @@ PYTEST_ARGS ?=
 LAB_ARGS ?=
 BENCH_ARGS ?=
 JOBS ?= 2
+LAB ?=
+SOURCE ?=
+WORKERS ?= 2
+COURSE ?=
+GRADE_ARGS ?=
+COURSE_ARG := $(if $(COURSE),--course "$(COURSE)")
 
-.PHONY: setup data lab test release bench bench-course lab5-results lock clean
+.PHONY: setup data lab test release bench bench-course bench-grading lab5-results lock clean collect grade feedback export need-lab
 
 setup: $(STAMP)
 
@@ -58,6 +67,27 @@ bench-course: setup data
 # Lab 5's recorded full-mode results (labkit/reference/05_lenet.json): hours of CPU, JOBS kernels side by side.
 lab5-results: setup data
 	$(BIN)/python -m autograder results 05_lenet --jobs $(JOBS)
+
+# Grading throughput: plain nbgrader vs the sandboxed grader with 1 and 2 workers (bench/grading.py).
+bench-grading: setup data
+	$(BIN)/python bench/grading.py
+
+need-lab:
+	@test -n "$(LAB)" || { echo "say which lab: make $(MAKECMDGOALS) LAB=03_mlp"; exit 2; }
+
+# The instructor's pipeline (python -m autograder <command>; see the README, "Grading").
+collect: setup need-lab
+	@test -n "$(SOURCE)" || { echo "say what to collect: make collect LAB=$(LAB) SOURCE=download.zip"; exit 2; }
+	$(BIN)/python -m autograder collect $(LAB) "$(SOURCE)" $(COURSE_ARG)
+
+grade: setup data need-lab
+	$(BIN)/python -m autograder grade $(LAB) --workers $(WORKERS) $(COURSE_ARG) $(GRADE_ARGS)
+
+feedback: setup need-lab
+	$(BIN)/python -m autograder feedback $(LAB) $(COURSE_ARG)
+
+export: setup
+	$(BIN)/python -m autograder export $(COURSE_ARG)
 
 # Re-resolve the newest versions pyproject.toml allows into constraints.txt, in a
 # throw-away venv.  torch is installed first at 2.13.0 so nothing pulls a newer one.

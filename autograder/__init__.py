@@ -26,6 +26,12 @@ def tool_env() -> dict:
     return dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
+def use_tool_path() -> None:
+    """Put this interpreter's bin folder first on PATH in this process too: nbgrader's gradebook
+    runs `alembic` by name."""
+    os.environ["PATH"] = tool_env()["PATH"]
+
+
 def nbgrader(*args, cwd=CONFIG_DIR) -> subprocess.CompletedProcess:
     """Run `nbgrader ARGS` with this interpreter; raise RuntimeError with its output if it fails.
 

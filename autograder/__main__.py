@@ -1,14 +1,38 @@
-"""python -m autograder <command>: the instructor's commands."""
+"""python -m autograder <command>: the instructor's commands.
+
+  release [LAB ...]             regenerate the student notebooks in notebooks/ from solutions/
+  results LAB [--jobs N]        regenerate a lab's recorded full-mode results (Lab 5; hours of CPU)
+  collect LAB SOURCE            map an LMS download (zip or folder) to students; keep every file
+  grade LAB [--workers N]       autograde every collected submission, each in its own sandbox
+  feedback LAB                  one HTML file per student: each test's result and message
+  export                        every lab's scores in one CSV for the LMS
+
+The course folder (submissions, grades, feedback, gradebook) is the repository
+root unless --course DIR or LABKIT_COURSE says otherwise; the gradebook is
+<course>/gradebook.db unless --db URL (any SQLAlchemy URL) or LABKIT_GRADEBOOK.
+"""
 import argparse
 import sys
 
-from autograder.lab_results import regenerate, snapshot
-from autograder.release import release
+from autograder.isolation import Limits
+
+
+def _course(args):
+    from autograder.course import Course
+
+    return Course(args.course, getattr(args, "db", None))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--course", metavar="DIR", help="the course folder (default: $LABKIT_COURSE or the repo root)")
+    with_db = argparse.ArgumentParser(add_help=False)
+    with_db.add_argument("--db", metavar="URL", help="the gradebook, any SQLAlchemy URL "
+                                                     "(default: sqlite:///<course>/gradebook.db)")
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+
     rel = commands.add_parser("release", help="regenerate the student notebooks in notebooks/ from solutions/")
     rel.add_argument("labs", nargs="*", help="lab ids (default: all)")
     res = commands.add_parser("results", help="regenerate a lab's recorded full-mode results (hours of CPU)")
@@ -16,11 +40,75 @@ def main(argv=None) -> int:
     res.add_argument("--jobs", type=int, default=2, help="kernels side by side, one core each (default 2)")
     res.add_argument("--snapshot", action="store_true",
                      help="only write the file from the runs finished so far (no training)")
+
+
+    col = commands.add_parser("collect", parents=[common], help="collect an LMS download (zip or folder) for LAB")
+    col.add_argument("lab")
+    col.add_argument("source", help="a zip file, a folder, or one .ipynb")
+    col.add_argument("--pattern", help="regular expression with a (?P<student>...) group, matched against each "
+                                       "path inside SOURCE (default: <student>_... or <student>/...)")
+    col.add_argument("--roster", help="file of allowed student ids (one per line, or CSV with the id first)")
+    col.add_argument("--max-size", type=float, default=50, metavar="MB", help="larger files are refused (50)")
+
+    gra = commands.add_parser("grade", parents=[common, with_db], help="autograde every collected submission of LAB")
+    gra.add_argument("lab")
+    gra.add_argument("--workers", type=int, default=1, help="submissions graded at the same time (1)")
+    gra.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
+    gra.add_argument("--limit", type=int, help="grade at most this many pending submissions in this run")
+    gra.add_argument("--sandbox", choices=["auto", "full", "off"], default="auto",
+                     help="full: refuse to grade without the sandbox; auto (default): warn and grade without it "
+                          "when it is unavailable; off: no sandbox (resource limits only)")
+    defaults = Limits()
+    gra.add_argument("--cell-timeout", type=int, default=defaults.cell_timeout, metavar="S",
+                     help=f"wall-clock seconds per cell ({defaults.cell_timeout})")
+    gra.add_argument("--notebook-timeout", type=int, default=defaults.notebook_timeout, metavar="S",
+                     help=f"wall-clock seconds per notebook ({defaults.notebook_timeout})")
+    gra.add_argument("--memory", type=int, default=defaults.memory_mb, metavar="MB",
+                     help=f"address space per process ({defaults.memory_mb}); the whole tree gets 1 GB more")
+    gra.add_argument("--max-procs", type=int, default=defaults.nproc, metavar="N",
+                     help=f"processes + threads per submission ({defaults.nproc})")
+    gra.add_argument("--threads", type=int, default=defaults.threads, metavar="N",
+                     help=f"OpenMP/MKL threads per kernel ({defaults.threads})")
+    gra.add_argument("--max-size", type=float, default=50, metavar="MB", help="larger files score 0 (50)")
+
+    fee = commands.add_parser("feedback", parents=[common, with_db], help="one HTML feedback file per student")
+    fee.add_argument("lab")
+    fee.add_argument("--no-outputs", action="store_true",
+                     help="leave out the outputs of the student's own cells (sources and test results only)")
+
+    exp = commands.add_parser("export", parents=[common, with_db], help="all labs' scores in one CSV for the LMS")
+    exp.add_argument("--to", metavar="FILE", help="output file (default: <course>/grades/all_labs.csv)")
+
     args = parser.parse_args(argv)
     if args.command == "release":
+        from autograder.release import release
+
         done = release(args.labs)
         print(f"released {len(done)} lab(s) into notebooks/: {', '.join(done)}")
+    elif args.command == "collect":
+        from autograder.collect import collect
+
+        collect(args.lab, args.source, _course(args), pattern=args.pattern, roster=args.roster,
+                max_bytes=int(args.max_size * 2**20))
+    elif args.command == "grade":
+        from autograder.grade import grade
+
+        limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                        memory_mb=args.memory, tree_memory_mb=args.memory + 1024, nproc=args.max_procs,
+                        tree_tasks=2 * args.max_procs, threads=args.threads)
+        grade(args.lab, _course(args), workers=args.workers, force=args.force, limits=limits, sandbox=args.sandbox,
+              limit=args.limit, max_bytes=int(args.max_size * 2**20))
+    elif args.command == "feedback":
+        from autograder.feedback import feedback
+
+        feedback(args.lab, _course(args), outputs=not args.no_outputs)
+    elif args.command == "export":
+        from autograder.export import export
+
+        export(_course(args), args.to)
     elif args.command == "results":
+        from autograder.lab_results import regenerate, snapshot
+
         if args.snapshot:
             snapshot(args.lab)
         else:

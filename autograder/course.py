@@ -1,0 +1,82 @@
+"""The course folder: where collected submissions, grades, feedback and the gradebook live.
+
+Default: the repository root (override with ``--course DIR`` or ``LABKIT_COURSE``).
+Everything below is generated and git-ignored::
+
+    collected/<lab>/<student>/<time>-<sha>.<ext>  every file ever collected, never overwritten
+    collected/<lab>/collect-log.csv               what collect did with each file, and why
+    submitted/<student>/<lab>/<lab>.ipynb         the submission being graded (the latest)
+    submitted/<student>/<lab>/submission.json     its original name, time, size, SHA-256
+    autograded/<student>/<lab>/<lab>.ipynb        the executed notebook (nbgrader's layout)
+    feedback/<student>/<lab>/<lab>.html           what the student gets back
+    grades/<lab>.csv, grades/all_labs.csv         one row per student / everything for the LMS
+    gradebook.db                                  nbgrader's gradebook (or --db URL)
+    .autograder/                                  the grader's private state (records, templates, logs)
+
+The lab sources are ``<course>/solutions/<lab>/<lab>.ipynb`` when the course
+folder has a ``solutions/`` folder, else the kit's own ``solutions/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from autograder import ROOT
+
+
+class Course:
+    def __init__(self, root: str | os.PathLike | None = None, db_url: str | None = None):
+        self.root = Path(root or os.environ.get("LABKIT_COURSE") or ROOT).resolve()
+        self.db_url = db_url or os.environ.get("LABKIT_GRADEBOOK") or f"sqlite:///{self.root / 'gradebook.db'}"
+        own = self.root / "solutions"
+        self.solutions = own if own.is_dir() else ROOT / "solutions"
+        self.state = self.root / ".autograder"
+
+    def labs(self) -> list:
+        return sorted(p.parent.name for p in self.solutions.glob("*/*.ipynb") if p.stem == p.parent.name)
+
+    def check_lab(self, lab: str) -> None:
+        if lab not in self.labs():
+            raise SystemExit(f"unknown lab {lab!r}: expected one of {', '.join(self.labs()) or '(none)'} "
+                             f"(the folders of {self.solutions})")
+
+    def source_dir(self, lab: str) -> Path:
+        return self.solutions / lab
+
+    def submitted(self, student: str, lab: str) -> Path:
+        return self.root / "submitted" / student / lab
+
+    def autograded(self, student: str, lab: str) -> Path:
+        return self.root / "autograded" / student / lab
+
+    def feedback(self, student: str, lab: str) -> Path:
+        return self.root / "feedback" / student / lab
+
+    def collected(self, lab: str) -> Path:
+        return self.root / "collected" / lab
+
+    def grades_csv(self, lab: str) -> Path:
+        return self.root / "grades" / f"{lab}.csv"
+
+    def records(self, lab: str) -> Path:
+        return self.state / "records" / lab
+
+    def students(self, lab: str) -> list:
+        """Students with a collected submission of ``lab``."""
+        base = self.root / "submitted"
+        return sorted(p.parent.parent.name for p in base.glob(f"*/{lab}/submission.json")) if base.is_dir() else []
+
+    def submission(self, student: str, lab: str) -> dict:
+        return json.loads((self.submitted(student, lab) / "submission.json").read_text())
+
+    def record(self, student: str, lab: str) -> dict | None:
+        path = self.records(lab) / f"{student}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_record(self, student: str, lab: str, record: dict) -> None:
+        path = self.records(lab) / f"{student}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, path)

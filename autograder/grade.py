@@ -1,0 +1,414 @@
+"""`python -m autograder grade LAB`: autograde every collected submission of a lab, in sandboxes, in parallel.
+
+The parent (this module) is the only writer of the course's gradebook and of
+grades/<lab>.csv.  Grading workers (``autograder.worker``, one process per
+``--workers``) run nbgrader's autograde of one submission at a time against a
+private copy of the lab's gradebook, with each notebook's kernel in its own
+sandbox, and answer with JSON.  Results are merged as they arrive, so an
+interrupted run keeps what it finished and the next run resumes.
+
+A submission is graded again only when its file changed, the lab's source
+changed, or the limits changed (``--force`` grades everything again).  Manual
+grades in the gradebook are never overwritten.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+from autograder import ROOT, tool_env, use_tool_path
+from autograder.course import Course
+from autograder.isolation import Limits, describe, probe
+
+GRADER_VERSION = "1"
+STATUSES = {
+    "graded": "ran to the end; the score is what the tests gave",
+    "review": "graded, but a student cell had changed the checks or the test machinery (put back before the "
+              "tests): have a look",
+    "timeout": "a cell or the notebook hit its time limit; tests that ran count",
+    "crashed": "the kernel died (exit, crash, memory or process cap); tests that ran before count",
+    "invalid": "the file is not a gradable notebook; score 0",
+    "error": "the grader could not run it (not the student's fault): see .autograder/logs and fix, then re-run",
+}
+CSV_FIELDS = ["student", "lab", "score", "max_score", "status", "reason"]
+
+
+# ---------------------------------------------------------------------------- the lab's gradebook entries
+
+def generate(source_root: Path, lab: str, db_url: str, release_dir: Path) -> None:
+    """nbgrader generate_assignment, in-process: puts the lab's cells (and hidden tests) in a gradebook."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    c = Config()
+    c.CourseDirectory.root = str(source_root)
+    c.CourseDirectory.source_directory = "source"
+    c.CourseDirectory.release_directory = str(release_dir)
+    c.CourseDirectory.db_url = db_url
+    c.CourseDirectory.assignment_id = lab
+    c.GenerateAssignment.force = True
+    import logging
+
+    log = logging.getLogger("autograder.generate")
+    log.setLevel(logging.ERROR)
+    GenerateAssignment(coursedir=CourseDirectory(config=c), config=c, log=log).start()
+
+
+def fingerprint(course: Course, lab: str, limits: Limits, mode: str) -> str:
+    digest = hashlib.sha256(f"{GRADER_VERSION}|{mode}|{json.dumps(limits.to_json(), sort_keys=True)}".encode())
+    for path in sorted(course.source_dir(lab).rglob("*")):
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            digest.update(str(path.relative_to(course.source_dir(lab))).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare_template(course: Course, lab: str) -> Path:
+    """state/labs/<lab>/<source digest>/: the lab's source and a gradebook holding only its cells."""
+    digest = hashlib.sha256()
+    for path in sorted(course.source_dir(lab).rglob("*")):
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            digest.update(str(path.relative_to(course.source_dir(lab))).encode() + path.read_bytes())
+    template = course.state / "labs" / lab / digest.hexdigest()[:16]
+    if (template / "gradebook.db").exists():
+        return template
+    partial = template.with_name(template.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(course.source_dir(lab), partial / "source" / lab,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    generate(partial, lab, f"sqlite:///{partial / 'gradebook.db'}", partial / "release")
+    shutil.rmtree(template, ignore_errors=True)
+    os.replace(partial, template)
+    return template
+
+
+def add_to_gradebook(course: Course, lab: str, template: Path) -> None:
+    """Create or update the lab in the course's gradebook (nbgrader generate_assignment with --db)."""
+    release = course.state / "release"
+    generate(template, lab, course.db_url, release)
+    shutil.rmtree(release, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- workers
+
+class Worker:
+    """One `python -m autograder.worker` process; jobs in on stdin, results out on stdout."""
+
+    def __init__(self, slot: int, log_dir: Path):
+        self.slot = slot
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_dir / f"worker-{slot}.log", "a")  # noqa: SIM115 - closed in close()
+        env = tool_env()
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["OMP_NUM_THREADS"] = "1"
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     start_new_session=True)
+
+    def run(self, job: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if line:
+            return json.loads(line)
+        return {"student": job["student"], "lab": job["lab"], "status": "error", "score": 0, "grades": {},
+                "tests": [], "notes": [], "events": ["the grading worker died (see .autograder/logs)"]}
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, kill=False):
+        try:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        self.log.close()
+
+
+def run_jobs(jobs: list, workers: int, log_dir: Path, on_result) -> None:
+    """Run jobs on ``workers`` worker processes; call on_result(job, result) in this thread as they finish."""
+    todo, done = queue.Queue(), queue.Queue()
+    for job in jobs:
+        todo.put(job)
+    pool = []
+
+    def slot_loop(slot):
+        worker = Worker(slot, log_dir)
+        pool.append(worker)
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                break
+            if not worker.alive():
+                worker.close(kill=True)
+                worker = Worker(slot, log_dir)
+                pool.append(worker)
+            job = dict(job, slot=slot)
+            started = time.monotonic()
+            result = worker.run(job)
+            result.setdefault("wall_seconds", round(time.monotonic() - started, 1))
+            done.put((job, result))
+        worker.close()
+        done.put(None)
+
+    threads = [threading.Thread(target=slot_loop, args=(slot,), daemon=True) for slot in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < len(threads):
+            try:
+                item = done.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                finished += 1
+            else:
+                on_result(*item)
+    except BaseException:
+        while not todo.empty():
+            todo.get_nowait()
+        for worker in list(pool):
+            worker.close(kill=True)
+        raise
+
+
+# ---------------------------------------------------------------------------- merging results
+
+def merge(course: Course, lab: str, result: dict) -> None:
+    """Write one result into the course's gradebook (manual grades kept) and copy the graded notebook."""
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+
+    student = result["student"]
+    with Gradebook(course.db_url) as gb:
+        gb.update_or_create_student(student)
+        timestamp = parse_utc(result["timestamp"]) if result.get("timestamp") else None
+        gb.update_or_create_submission(lab, student, **({"timestamp": timestamp} if timestamp else {}))
+        notebook = gb.find_submission_notebook(lab, lab, student)
+        for grade in notebook.grades:
+            auto, _ = (result.get("grades") or {}).get(grade.name, [0 if result["status"] in
+                                                                      ("invalid", "error") else None, None])
+            grade.auto_score = auto
+            grade.needs_manual_grade = grade.manual_score is not None or auto is None
+        gb.db.commit()
+    target = course.autograded(student, lab) / f"{lab}.ipynb"
+    if target.exists():
+        target.chmod(0o644)
+        target.unlink()
+    if result.get("autograded") and Path(result["autograded"]).exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(result["autograded"], target)
+
+
+def scores(course: Course, lab: str) -> dict:
+    """student -> (score, max score, uses a manual grade) from the course's gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    out = {}
+    with Gradebook(course.db_url) as gb:
+        try:
+            assignment = gb.find_assignment(lab)
+        except MissingEntry:
+            return out
+        for submission in assignment.submissions:
+            manual = any(g.manual_score is not None for n in submission.notebooks for g in n.grades)
+            out[submission.student.id] = (submission.score, submission.max_score, manual)
+    return out
+
+
+def reason(result: dict) -> str:
+    """The one-line reason of the CSV: what passed, what failed and why, what happened."""
+    parts = []
+    status = result.get("status")
+    tests = result.get("tests") or []
+    if status == "invalid" or (status == "error" and not tests):
+        parts.append(result.get("reason") or "; ".join(result.get("events") or []) or status)
+    elif status == "error":
+        parts += result.get("events") or []
+        parts.append(f"details in .autograder/logs/{result.get('lab')}-{result.get('student')}.log; fix and run "
+                     "grade again")
+    else:
+        passed = [t for t in tests if t["passed"]]
+        parts.append(f"passed {len(passed)} of {len(tests)} tests")
+        not_run = [t for t in tests if not t["passed"]
+                   and (t.get("message") or "").startswith(("NotRun", "TestDidNot"))]
+        failed = [t for t in tests if not t["passed"] and t not in not_run]
+        if failed:
+            shown = [f"{t['name']} ({_first_line(t.get('message'))})" for t in failed[:4]]
+            parts.append("failed " + ", ".join(shown) + (f" and {len(failed) - 4} more" if len(failed) > 4 else ""))
+        if not_run:
+            did_not_report = [t for t in not_run if (t.get("message") or "").startswith("TestDidNot")]
+            if did_not_report:
+                parts.append("no result from " + ", ".join(t["name"] for t in did_not_report)
+                             + " (the test did not report a result: its code was blocked or changed by an earlier "
+                               "cell)")
+            never = [t for t in not_run if t not in did_not_report]
+            if never:
+                parts.append("not run: " + ", ".join(t["name"] for t in never))
+        parts += result.get("events") or []
+    if result.get("restored"):
+        changed = result["restored"]
+        parts.append("a student cell had changed " + ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
+                     + " (put back before each test)")
+    parts += result.get("notes") or []
+    text = "; ".join(p for p in parts if p)
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def _first_line(message) -> str:
+    line = (message or "failed").strip().splitlines()[0] if (message or "").strip() else "failed"
+    return line if len(line) <= 90 else line[:87] + "..."
+
+
+def write_csv(course: Course, lab: str) -> Path:
+    by_student = scores(course, lab)
+    rows = []
+    for student in course.students(lab):
+        record = course.record(student, lab)
+        if not record:
+            continue
+        score, max_score, manual = by_student.get(student, (record.get("score", 0), record.get("max_score"), False))
+        text = record.get("reason", "")
+        if manual:
+            text = "includes manual grades; " + text
+        if record.get("sha256") != course.submission(student, lab).get("sha256"):
+            text = "a newer submission is waiting to be graded; " + text
+        rows.append({"student": student, "lab": lab, "score": _number(score), "max_score": _number(max_score),
+                     "status": record.get("status"), "reason": text})
+    path = course.grades_csv(lab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if not path.exists() or path.read_text() != buffer.getvalue():
+        path.write_text(buffer.getvalue())
+    return path
+
+
+def _number(value):
+    if value is None:
+        return ""
+    value = round(float(value), 2)
+    return int(value) if value == int(value) else value
+
+
+# ---------------------------------------------------------------------------- the command
+
+def resolve_mode(requested: str, limits: Limits, say) -> str:
+    """'full' if the sandbox works here, else 'none' (with a loud warning) unless 'full' was required."""
+    if requested in ("off", "none"):
+        say("sandbox: OFF (--sandbox off): submissions run with your rights, with resource limits only")
+        return "none"
+    result = probe("full", limits)
+    if result.get("ok"):
+        say(f"sandbox: {describe(result)}")
+        return "full"
+    message = f"the sandbox does not work here: {describe(result)}"
+    if requested == "full":
+        raise SystemExit(message + "\n(use --sandbox auto to grade without it, resource limits only)")
+    say(f"WARNING: {message}\nWARNING: grading WITHOUT the sandbox: student code runs with your rights "
+        "(resource limits only); every result says NOT SANDBOXED")
+    return "none"
+
+
+def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool = False,
+          limits: Limits | None = None, sandbox: str = "auto", limit: int | None = None,
+          max_bytes: int = 50 * 2**20, retry: bool = True, say=print) -> dict:
+    """Grade every collected submission of ``lab``; return {student: record} of the submissions graded now."""
+    use_tool_path()
+    warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy session warnings
+    course = course or Course()
+    limits = limits or Limits()
+    course.check_lab(lab)
+    students = course.students(lab)
+    if not students:
+        raise SystemExit(f"no submissions of {lab} in {course.root / 'submitted'}: run "
+                         f"`python -m autograder collect {lab} SOURCE` first")
+    mode = resolve_mode(sandbox, limits, say)
+    template = prepare_template(course, lab)
+    add_to_gradebook(course, lab, template)
+    print_ = fingerprint(course, lab, limits, mode)
+
+    def stale(student):
+        record = course.record(student, lab)
+        if force or not record:
+            return True
+        return record.get("sha256") != course.submission(student, lab).get("sha256") or \
+            record.get("fingerprint") != print_
+    pending = [s for s in students if stale(s)]
+    skipped = len(students) - len(pending)
+    if limit is not None:
+        pending = pending[:limit]
+    say(f"{lab}: {len(students)} submission(s); {len(pending)} to grade with {workers} worker(s)"
+        + (f", {skipped} already graded (unchanged; --force to grade again)" if skipped else ""))
+
+    jobs_dir = course.state / "jobs" / lab
+    log_dir = course.state / "logs"
+    graded = {}
+    counter = {"n": 0}
+
+    def job_for(student):
+        return {"lab": lab, "student": student, "submission_dir": str(course.submitted(student, lab)),
+                "template": str(template), "job_dir": str(jobs_dir / student), "limits": limits.to_json(),
+                "mode": mode, "max_bytes": max_bytes}
+
+    def on_result(job, result, retried=False):
+        result["reason"] = reason(result)
+        result.setdefault("max_score", None)
+        merge(course, lab, result)
+        record = {k: v for k, v in result.items() if k not in ("autograded",)}
+        record.update(fingerprint=print_, graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      sha256=result.get("sha256") or course.submission(job["student"], lab).get("sha256"))
+        if retried:
+            record["reason"] = record["reason"] + " (graded a second time, alone)"
+        course.save_record(job["student"], lab, record)
+        if result.get("error_detail"):
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / f"{lab}-{job['student']}.log").write_text(result["error_detail"])
+        shutil.rmtree(job["job_dir"], ignore_errors=True)
+        graded[job["student"]] = record
+        counter["n"] += 1
+        say(f"[{counter['n']}/{len(pending)}] {job['student']}: {_number(result.get('score', 0))}/"
+            f"{_number(result.get('max_score'))} {result['status']} ({result.get('wall_seconds', 0):.0f} s)")
+
+    if not pending:
+        write_csv(course, lab)
+        return graded
+    try:
+        run_jobs([job_for(s) for s in pending], workers, log_dir, on_result)
+        again = [s for s, r in graded.items() if r["status"] in ("crashed", "error")]
+        if retry and workers > 1 and again:  # rule out interference from a submission graded alongside
+            say(f"grading {len(again)} crashed submission(s) again, alone: {', '.join(again)}")
+            run_jobs([job_for(s) for s in again], 1, log_dir,
+                     lambda job, result: on_result(job, result, retried=True))
+    except KeyboardInterrupt:
+        left = len(pending) - counter["n"]
+        write_csv(course, lab)
+        raise SystemExit(f"interrupted: {counter['n']} graded, {left} left; run the same command again to resume") \
+            from None
+    path = write_csv(course, lab)
+    say(f"wrote {path} and the gradebook {course.db_url}")
+    return graded

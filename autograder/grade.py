@@ -96,10 +96,23 @@ def prepare_template(course: Course, lab: str) -> Path:
 
 
 def add_to_gradebook(course: Course, lab: str, template: Path) -> None:
-    """Create or update the lab in the course's gradebook (nbgrader generate_assignment with --db)."""
+    """Create or update the lab in the course's gradebook (nbgrader generate_assignment with --db);
+    skipped when this very source is already there."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    stamp = template / "in-gradebook.json"
+    if stamp.exists() and course.db_url in json.loads(stamp.read_text()):
+        with Gradebook(course.db_url) as gb:
+            try:
+                gb.find_notebook(lab, lab)
+                return
+            except MissingEntry:
+                pass
     release = course.state / "release"
     generate(template, lab, course.db_url, release)
     shutil.rmtree(release, ignore_errors=True)
+    urls = json.loads(stamp.read_text()) if stamp.exists() else []
+    stamp.write_text(json.dumps(sorted(set(urls) | {course.db_url})))
 
 
 # ---------------------------------------------------------------------------- workers
@@ -164,7 +177,8 @@ def run_jobs(jobs: list, workers: int, log_dir: Path, on_result) -> None:
                 worker.close(kill=True)
                 worker = Worker(slot, log_dir)
                 pool.append(worker)
-            job = dict(job, slot=slot)
+            # a sandbox uid of its own per worker of this run (as root): see isolation.UID_BASE
+            job = dict(job, slot=(os.getpid() % 65536) * 64 + slot % 64)
             started = time.monotonic()
             result = worker.run(job)
             result.setdefault("wall_seconds", round(time.monotonic() - started, 1))

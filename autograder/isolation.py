@@ -25,8 +25,9 @@ DATA = "/data"
 # Environment variables a kernel may inherit from the grader (the rest is set from scratch).
 PASS_ENV = ["NBGRADER_EXECUTION", "LABKIT_QUICK", "MPLBACKEND", "PYDEVD_DISABLE_FILE_VALIDATION",
             "JPY_SESSION_NAME", "TZ", "PYTHONHASHSEED"]
-# Outside uid of worker N's sandboxes when the grader runs as root: UID_BASE + N (a uid no one uses,
-# so that the process cap of one submission never counts another's processes).
+# Outside uid of a sandbox when the grader runs as root: UID_BASE + slot, where the slot is unique per worker
+# of a grading run (the run's pid and the worker's number): a uid no one uses, so that the process cap of one
+# submission never counts another's processes, even with two grading runs on one machine.
 UID_BASE = int(os.environ.get("LABKIT_SANDBOX_UID_BASE", "1900000000"))
 
 

@@ -174,6 +174,7 @@ def corpus(course_root, port: int, other_student_file: str, gradebook: str) -> d
     duplicated = student_notebook(add="wrong")
     copy = nbformat.from_dict(json.loads(json.dumps(_find(duplicated, "test_add"))))
     copy.source = "pass  # a copy with the checks removed"
+    copy["id"] = "copy-of-test-add"
     duplicated.cells.insert(duplicated.cells.index(_find(duplicated, "test_add")) + 1, copy)
     add_file("duplicated-cell_07_tiny.ipynb", duplicated)
     add_file("patch-allclose_07_tiny.ipynb", student_notebook(scale="wrong", extra={

@@ -56,7 +56,9 @@ def regenerate(lab: str, jobs: int = 2) -> Path:
 
 def snapshot(lab: str) -> Path:
     """Write the results file from the runs finished so far in the shared cache (no training): the
-    full-mode runs (no subset) of the lab, newest last.  For a regeneration that could not finish."""
+    full-mode runs (no subset) of the lab, newest last.  For a regeneration that could not finish.
+    It cannot tell runs of older model code from current ones: empty the cache folder
+    (``lk.ablate.default_cache_dir(lab)``) after changing the solution's model."""
     from labkit.ablate import Ablation, default_cache_dir, save_runs
 
     runs = []

@@ -612,15 +612,30 @@ def _count_tasks(uid):
 
 def _kill_strays(kernel):
     """In PID 1: kill every process of the namespace but the kernel (what a timed-out cell left running,
-    e.g. the children of a fork bomb), so that the kernel gets the machine back."""
-    for _ in range(3):
+    e.g. the children of a fork bomb), so that the kernel gets the machine back.  Passes repeat until one
+    finds nothing alive (children forked during a pass are caught by the next), for at most 2 s."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
         try:
             entries = os.listdir("/proc")
         except OSError:
             return
-        for entry in entries:
-            if entry.isdigit() and int(entry) not in (1, kernel):
-                _kill(int(entry))
+        alive = [int(e) for e in entries if e.isdigit() and int(e) not in (1, kernel) and not _zombie(int(e))]
+        if not alive:
+            return
+        for pid in alive:
+            _signal(pid, signal.SIGSTOP)  # stopped first: a stopped process cannot fork any more
+        for pid in alive:
+            _kill(pid)
+
+
+def _zombie(pid) -> bool:
+    """Dead and waiting to be reaped (by our main loop): nothing left to kill."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as status:
+            return status.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def _signal(pid, signum):

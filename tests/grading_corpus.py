@@ -6,7 +6,8 @@ and ``test_scale_allclose`` (1, plain ``assert torch.allclose``).
 
 ``corpus(...)`` returns the files of an LMS download: {file name: (bytes, time)}
 and ``EXPECTED`` what each student must get: (status, score, words the reason
-must contain).  Scores: add right = 2, scale right = 3.
+must contain), or a list of such outcomes when more than one is right.  Scores: add right = 2,
+scale right = 3.
 """
 from __future__ import annotations
 
@@ -258,7 +259,7 @@ def corpus(course_root, port: int, other_student_file: str, gradebook: str) -> d
     return files
 
 
-# status, score, words the reason must contain (case-insensitive)
+# status, score, words the reason must contain (case-insensitive); a list: any one of these outcomes
 EXPECTED = {
     "control-full": ("graded", 5, ["passed 3 of 3"]),
     "control-partial": ("graded", 2, ["passed 1 of 3", "NotImplementedError"]),
@@ -269,7 +270,13 @@ EXPECTED = {
     "sleep-forever": ("timeout", 3, ["time limit", "answer 'add'"]),
     "unstoppable": ("timeout", 0, ["did not stop when interrupted", "not run"]),
     "memory-bomb": ("graded", 2, ["test_scale", "answer 'scale' raised MemoryError"]),
-    "fork-bomb": ("timeout", 3, ["test_add", "time limit", "answer 'add'"]),
+    # A fork bomb's end is a race, so three outcomes are right: its children copy the kernel's memory until
+    # the tree's memory cap (the kernel is killed: crashed), or the cell's time limit comes first and the
+    # kernel survives the strays being killed (later cells run: 3) or stays deaf (stopped: 0).  Measured:
+    # all three, depending on the load of the machine.
+    "fork-bomb": [("timeout", 3, ["test_add", "time limit", "answer 'add'"]),
+                  ("timeout", 0, ["time limit", "answer 'add'", "did not stop when interrupted"]),
+                  ("crashed", 0, ["kernel died", "answer 'add'", "memory cap"])],
     "kernel-death": ("crashed", 0, ["kernel died", "answer 'add'", "exit code 1"]),
     "deleted-test": ("graded", 3, ["test cell 'test_add' was missing", "test_add"]),
     "edited-test": ("graded", 2, ["was edited", "test_scale"]),

@@ -184,10 +184,12 @@ def test_collecting_the_same_download_again_changes_nothing(graded_corpus):
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_each_bad_submission_gets_its_score_and_a_clear_reason(graded_corpus, student):
-    status, score, words = EXPECTED[student]
     row = graded_corpus.csv[student]
-    assert (row["status"], float(row["score"]), row["max_score"]) == (status, score, "5"), row
-    for word in words:
+    outcomes = EXPECTED[student] if isinstance(EXPECTED[student], list) else [EXPECTED[student]]
+    got = (row["status"], float(row["score"]), row["max_score"])
+    matching = [(status, score, words) for status, score, words in outcomes if got == (status, score, "5")]
+    assert matching, f"{student}: got {got}, expected one of {[o[:2] for o in outcomes]}; row {row}"
+    for word in matching[0][2]:
         assert word.lower() in row["reason"].lower(), f"{student}: {word!r} not in the reason {row['reason']!r}"
 
 

@@ -203,8 +203,6 @@ LAB5_VARIANTS = ([{}, {"loss": "mse", "softmax_output": True}, {"loss": "multi_m
                      **extra} for extra in ({}, {"dropout": 0.3, "step_size": 600})])
 
 
-@pytest.mark.xfail(strict=True, reason="the full-mode Lab 5 sweep is not finished yet (see the closing note); "
-                                       "`make lab5-results` resumes it")
 def test_the_shipped_lab5_results_cover_every_ablation_and_meet_the_targets():
     runs = load_runs(reference_path("05_lenet"))
     recorded = {(r.model, json.dumps(r.config, sort_keys=True, default=str)): r for r in runs}

@@ -41,7 +41,6 @@ def main(argv=None) -> int:
     res.add_argument("--snapshot", action="store_true",
                      help="only write the file from the runs finished so far (no training)")
 
-
     col = commands.add_parser("collect", parents=[common], help="collect an LMS download (zip or folder) for LAB")
     col.add_argument("lab")
     col.add_argument("source", help="a zip file, a folder, or one .ipynb")

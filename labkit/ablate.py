@@ -95,6 +95,11 @@ def _label(value) -> str:
     return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def _settings(settings: dict) -> str:
+    """``{"lr": 0.01, "hidden": 8}`` -> ``"lr=0.01, hidden=8"``."""
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
 @dataclass
 class Run:
     """One trained configuration: what was run and what came out."""
@@ -117,7 +122,7 @@ class Run:
 
     def label(self, keys=None) -> str:
         keys = keys if keys is not None else list(self.config)
-        return ", ".join(f"{k}={self.config[k]}" for k in keys)
+        return _settings({k: self.config[k] for k in keys})
 
 
 class Results(list):
@@ -384,15 +389,14 @@ class Ablation:
         runs, waiting = [None] * len(overrides), []
         with tqdm(total=len(overrides), desc=what, unit="run", disable=not self.progress) as bar:
             for i, override in enumerate(overrides):
-                bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in override.items()), refresh=True)
+                bar.set_postfix_str(_settings(override), refresh=True)
                 runs[i] = self._find_or_train({**self.base, **override}, wait=False)
                 if runs[i] is None:  # another process is training it: come back at the end
                     waiting.append(i)
                 else:
                     bar.update()
             for i in waiting:
-                bar.set_postfix_str("waiting for another process: " + ", ".join(
-                    f"{k}={v}" for k, v in overrides[i].items()), refresh=True)
+                bar.set_postfix_str("waiting for another process: " + _settings(overrides[i]), refresh=True)
                 runs[i] = self._find_or_train({**self.base, **overrides[i]}, wait=True)
                 bar.update()
         self.runs.extend(runs)

@@ -1,7 +1,7 @@
 # labkit: two commands for a new user.
 #   make lab    set up .venv, fetch the data, start JupyterLab on the course
 #   make test   the same setup, then the whole test suite (what CI runs)
-# Other targets: make setup | data | release | bench | bench-course | bench-grading | lab5-results | lock | clean
+# Other targets: make setup | data | release | student-edition | bench | bench-course | bench-grading | lab5-results | lock | clean
 # Grading (the course folder is the repo root unless COURSE=DIR):
 #   make collect LAB=03_mlp SOURCE=download.zip
 #   make grade LAB=03_mlp [WORKERS=2]    make feedback LAB=03_mlp    make export
@@ -23,15 +23,16 @@ WORKERS ?= 2
 COURSE ?=
 GRADE_ARGS ?=
 COURSE_ARG := $(if $(COURSE),--course "$(COURSE)")
+EDITION ?= build/student-edition
 
-.PHONY: setup data lab test release bench bench-course bench-grading lab5-results lock clean collect grade feedback export need-lab
+.PHONY: setup data lab test release student-edition bench bench-course bench-grading lab5-results lock clean collect grade feedback export need-lab
 
 setup: $(STAMP)
 
 # Re-installs only when the lock or the package metadata changed.
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 10) else \
-		f"labkit needs Python 3.10 or newer, but $(PYTHON) is {v.major}.{v.minor}. Try: make PYTHON=python3.11 ...")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else \
+		f"labkit needs Python 3.11 or newer, but $(PYTHON) is {v.major}.{v.minor}. Try: make PYTHON=python3.12 ...")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
@@ -53,9 +54,13 @@ $(COLAB_STAMP): tests/colab/requirements.txt
 test: setup data $(COLAB_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Regenerate every student notebook in notebooks/ from solutions/ (nbgrader generate_assignment).
+# Stamp course.toml into solutions/, then regenerate every student notebook in notebooks/ (nbgrader generate_assignment).
 release: setup
 	$(BIN)/python -m autograder release
+
+# The student edition (notebooks, labkit, a student README; no solutions, no tests) into EDITION, to push for students.
+student-edition: setup
+	$(BIN)/python -m autograder publish "$(EDITION)"
 
 bench: setup data
 	$(BIN)/python bench/loader.py

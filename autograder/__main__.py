@@ -1,6 +1,7 @@
 """python -m autograder <command>: the instructor's commands.
 
-  release [LAB ...]             regenerate the student notebooks in notebooks/ from solutions/
+  release [LAB ...]             stamp course.toml into solutions/, regenerate the student notebooks in notebooks/
+  publish OUT                   write the student edition (notebooks, labkit, README) into OUT, to push for students
   results LAB [--jobs N]        regenerate a lab's recorded full-mode results (Lab 5; hours of CPU)
   collect LAB SOURCE            map an LMS download (zip or folder) to students; keep every file
   grade LAB [--workers N]       autograde every collected submission, each in its own sandbox
@@ -33,8 +34,11 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    rel = commands.add_parser("release", help="regenerate the student notebooks in notebooks/ from solutions/")
+    rel = commands.add_parser("release", help="stamp course.toml into solutions/ and regenerate notebooks/")
     rel.add_argument("labs", nargs="*", help="lab ids (default: all)")
+    pub = commands.add_parser("publish", help="write the student edition into OUT (to push as its own repository)")
+    pub.add_argument("out", metavar="OUT", help="an empty or new folder, or an earlier edition (its .git is kept)")
+    pub.add_argument("--settings", metavar="FILE", help="the course settings (default: the kit's course.toml)")
     res = commands.add_parser("results", help="regenerate a lab's recorded full-mode results (hours of CPU)")
     res.add_argument("lab", help="lab id, e.g. 05_lenet")
     res.add_argument("--jobs", type=int, default=2, help="kernels side by side, one core each (default 2)")
@@ -45,9 +49,11 @@ def main(argv=None) -> int:
     col.add_argument("lab")
     col.add_argument("source", help="a zip file, a folder, or one .ipynb")
     col.add_argument("--pattern", help="regular expression with a (?P<student>...) group, matched against each "
-                                       "path inside SOURCE (default: <student>_... or <student>/...)")
+                                       "path inside SOURCE (default: <student>/... or course.toml's [submission] file "
+                                       "rule, <student>_<lab>.ipynb)")
     col.add_argument("--roster", help="file of allowed student ids (one per line, or CSV with the id first)")
-    col.add_argument("--max-size", type=float, default=50, metavar="MB", help="larger files are refused (50)")
+    col.add_argument("--max-size", type=float, metavar="MB",
+                     help="larger files are recorded, not copied (default: course.toml [limits] max_size_mb)")
 
     gra = commands.add_parser("grade", parents=[common, with_db], help="autograde every collected submission of LAB")
     gra.add_argument("lab")
@@ -57,18 +63,14 @@ def main(argv=None) -> int:
     gra.add_argument("--sandbox", choices=["auto", "full", "off"], default="auto",
                      help="full: refuse to grade without the sandbox; auto (default): warn and grade without it "
                           "when it is unavailable; off: no sandbox (resource limits only)")
-    defaults = Limits()
-    gra.add_argument("--cell-timeout", type=int, default=defaults.cell_timeout, metavar="S",
-                     help=f"wall-clock seconds per cell ({defaults.cell_timeout})")
-    gra.add_argument("--notebook-timeout", type=int, default=defaults.notebook_timeout, metavar="S",
-                     help=f"wall-clock seconds per notebook ({defaults.notebook_timeout})")
-    gra.add_argument("--memory", type=int, default=defaults.memory_mb, metavar="MB",
-                     help=f"address space per process ({defaults.memory_mb}); the whole tree gets 1 GB more")
-    gra.add_argument("--max-procs", type=int, default=defaults.nproc, metavar="N",
-                     help=f"processes + threads per submission ({defaults.nproc})")
-    gra.add_argument("--threads", type=int, default=defaults.threads, metavar="N",
-                     help=f"OpenMP/MKL threads per kernel ({defaults.threads})")
-    gra.add_argument("--max-size", type=float, default=50, metavar="MB", help="larger files score 0 (50)")
+    for flag, key, what in [("--cell-timeout", "cell_timeout", "wall-clock seconds per cell"),
+                            ("--notebook-timeout", "notebook_timeout", "wall-clock seconds per notebook"),
+                            ("--memory", "memory_mb", "MB of address space per process; the whole tree gets 1 GB more"),
+                            ("--max-procs", "max_procs", "processes + threads per submission"),
+                            ("--threads", "threads", "OpenMP/MKL threads per kernel")]:
+        gra.add_argument(flag, type=int, metavar="N", help=f"{what} (default: course.toml [limits] {key})")
+    gra.add_argument("--max-size", type=float, metavar="MB",
+                     help="larger files score 0 (default: course.toml [limits] max_size_mb)")
 
     fee = commands.add_parser("feedback", parents=[common, with_db], help="one HTML feedback file per student")
     fee.add_argument("lab")
@@ -84,19 +86,25 @@ def main(argv=None) -> int:
 
         done = release(args.labs)
         print(f"released {len(done)} lab(s) into notebooks/: {', '.join(done)}")
+    elif args.command == "publish":
+        from autograder.publish import publish
+        from autograder.settings import load
+
+        publish(args.out, load(args.settings))
     elif args.command == "collect":
         from autograder.collect import collect
 
         collect(args.lab, args.source, _course(args), pattern=args.pattern, roster=args.roster,
-                max_bytes=int(args.max_size * 2**20))
+                max_bytes=args.max_size and int(args.max_size * 2**20))
     elif args.command == "grade":
         from autograder.grade import grade
 
-        limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                        memory_mb=args.memory, tree_memory_mb=args.memory + 1024, nproc=args.max_procs,
-                        tree_tasks=2 * args.max_procs, threads=args.threads)
-        grade(args.lab, _course(args), workers=args.workers, force=args.force, limits=limits, sandbox=args.sandbox,
-              limit=args.limit, max_bytes=int(args.max_size * 2**20))
+        course = _course(args)
+        limits = Limits.from_settings(course.settings, cell_timeout=args.cell_timeout,
+                                      notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
+                                      nproc=args.max_procs, threads=args.threads)
+        grade(args.lab, course, workers=args.workers, force=args.force, limits=limits, sandbox=args.sandbox,
+              limit=args.limit, max_bytes=args.max_size and int(args.max_size * 2**20))
     elif args.command == "feedback":
         from autograder.feedback import feedback
 

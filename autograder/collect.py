@@ -3,8 +3,9 @@
 SOURCE is a zip file, a folder, or one file.  Each file is mapped to a student:
 
 - in a folder layout (``SOURCE/<student>/<anything>.ipynb``) the top folder is the student id;
-- otherwise the file name starts with the student id and an underscore
-  (``s1234567_03_mlp.ipynb``, ``alice_lab3 (1).ipynb``), as LMS downloads name them;
+- otherwise the file name starts with the student id, by the course settings' rule
+  (course.toml, ``[submission] file`` and ``student_id``; by default the id and an underscore:
+  ``s1234567_03_mlp.ipynb``, ``alice_lab3 (1).ipynb``), as the labs' hand-in cell tells students;
 - ``--pattern REGEX`` replaces both: a regular expression with a ``(?P<student>...)`` group,
   matched against the path inside SOURCE (e.g. ``'^(?P<student>\\d{7})-'``);
 - ``--roster FILE`` (one student id per line, or a CSV whose first column is the id)
@@ -32,13 +33,12 @@ import json
 import os
 import re
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from autograder.course import Course
+from autograder.settings import Settings
 
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,63}$")
-NAME_PREFIX = re.compile(r"^(?P<student>[A-Za-z0-9][A-Za-z0-9.@\-]*)_")
 JUNK = ("__MACOSX", ".ipynb_checkpoints")
 
 
@@ -58,7 +58,7 @@ def entries(source: Path) -> list:
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            time = datetime(*info.date_time).astimezone(timezone.utc)  # zip times are local times
+            time = datetime(*info.date_time).astimezone(UTC)  # zip times are local times
 
             def read(limit, info=info):
                 with archive.open(info) as f:
@@ -78,7 +78,7 @@ def entries(source: Path) -> list:
         def read(limit, path=path):
             with open(path, "rb") as f:
                 return f.read(limit + 1)
-        out.append(Entry(path.relative_to(base).as_posix(), datetime.fromtimestamp(stat.st_mtime, timezone.utc),
+        out.append(Entry(path.relative_to(base).as_posix(), datetime.fromtimestamp(stat.st_mtime, UTC),
                          stat.st_size, read))
     return out
 
@@ -105,7 +105,8 @@ def read_roster(path: Path) -> set:
     return ids
 
 
-def map_entry(entry: Entry, lab: str, labs: list, pattern: re.Pattern | None, roster: set | None):
+def map_entry(entry: Entry, lab: str, labs: list, pattern: re.Pattern | None, roster: set | None,
+              settings: Settings):
     """(student, None) or (None, why the file is refused) or (None, None) for files ignored silently."""
     path = PurePosixPath(entry.name)
     if any(part in JUNK or part.startswith(".") for part in path.parts):
@@ -118,11 +119,11 @@ def map_entry(entry: Entry, lab: str, labs: list, pattern: re.Pattern | None, ro
     elif len(path.parts) > 1:
         student = path.parts[0]
     else:
-        match = NAME_PREFIX.match(path.name)
-        student = match.group("student") if match else None
-    if not student or not STUDENT_ID.match(student) or lab_mentions(student, labs) or student.isdigit() and \
+        student = settings.student_id_in(path.name)
+    if not student or not settings.is_student_id(student) or lab_mentions(student, labs) or student.isdigit() and \
             len(student) <= 2:
-        return None, f"no student id in the file name (expected <student>_<anything>.ipynb, got {path.name!r})"
+        return None, (f"no student id in the file name (expected {settings.submission_name(lab)}, "
+                      f"e.g. {settings.submission_name(lab, settings.example_id)}; got {path.name!r})")
     if roster is not None and student not in roster:
         return None, f"student id {student!r} is not on the roster"
     others = lab_mentions(path.name, labs) - {lab}
@@ -132,9 +133,11 @@ def map_entry(entry: Entry, lab: str, labs: list, pattern: re.Pattern | None, ro
 
 
 def collect(lab: str, source: str | os.PathLike, course: Course | None = None, pattern: str | None = None,
-            roster: str | os.PathLike | None = None, max_bytes: int = 50 * 2**20, say=print) -> list:
-    """Collect SOURCE for LAB; return the report rows (file, student, action, detail)."""
+            roster: str | os.PathLike | None = None, max_bytes: int | None = None, say=print) -> list:
+    """Collect SOURCE for LAB; return the report rows (file, student, action, detail).  ``max_bytes``
+    defaults to the course settings' max_size_mb."""
     course = course or Course()
+    max_bytes = max_bytes or int(course.settings.max_size_mb * 2**20)
     course.check_lab(lab)
     regex = re.compile(pattern) if pattern else None
     if regex is not None and "student" not in regex.groupindex:
@@ -143,7 +146,7 @@ def collect(lab: str, source: str | os.PathLike, course: Course | None = None, p
     labs = course.labs()
     report, mapped = [], []
     for entry in entries(Path(source)):
-        student, problem = map_entry(entry, lab, labs, regex, ids)
+        student, problem = map_entry(entry, lab, labs, regex, ids, course.settings)
         if student:
             mapped.append((student, entry))
         elif problem:
@@ -210,6 +213,6 @@ def _log(course: Course, lab: str, report: list) -> None:
         writer = csv.DictWriter(f, fieldnames=["collected_at", "file", "student", "action", "detail"])
         if new:
             writer.writeheader()
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         for row in report:
             writer.writerow({"collected_at": now, **row})

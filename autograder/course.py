@@ -14,15 +14,19 @@ Everything below is generated and git-ignored::
     .autograder/                                  the grader's private state (records, templates, logs)
 
 The lab sources are ``<course>/solutions/<lab>/<lab>.ipynb`` when the course
-folder has a ``solutions/`` folder, else the kit's own ``solutions/``.
+folder has a ``solutions/`` folder, else the kit's own ``solutions/``; the settings are
+``<course>/course.toml`` when it has one, else the kit's.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
 
 from autograder import ROOT
+from autograder.settings import Settings, settings_path
+from autograder.settings import load as load_settings
 
 
 class Course:
@@ -32,6 +36,11 @@ class Course:
         own = self.root / "solutions"
         self.solutions = own if own.is_dir() else ROOT / "solutions"
         self.state = self.root / ".autograder"
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """The course folder's course.toml, or the kit's when it has none."""
+        return load_settings(settings_path(self.root))
 
     def labs(self) -> list:
         return sorted(p.parent.name for p in self.solutions.glob("*/*.ipynb") if p.stem == p.parent.name)

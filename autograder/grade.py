@@ -25,12 +25,13 @@ import sys
 import threading
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from autograder import ROOT, tool_env, use_tool_path
 from autograder.course import Course
 from autograder.isolation import Limits, describe, probe
+from autograder.release import generate
 
 GRADER_VERSION = "1"
 STATUSES = {
@@ -46,26 +47,6 @@ CSV_FIELDS = ["student", "lab", "score", "max_score", "status", "reason"]
 
 
 # ---------------------------------------------------------------------------- the lab's gradebook entries
-
-def generate(source_root: Path, lab: str, db_url: str, release_dir: Path) -> None:
-    """nbgrader generate_assignment, in-process: puts the lab's cells (and hidden tests) in a gradebook."""
-    from nbgrader.converters import GenerateAssignment
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config import Config
-
-    c = Config()
-    c.CourseDirectory.root = str(source_root)
-    c.CourseDirectory.source_directory = "source"
-    c.CourseDirectory.release_directory = str(release_dir)
-    c.CourseDirectory.db_url = db_url
-    c.CourseDirectory.assignment_id = lab
-    c.GenerateAssignment.force = True
-    import logging
-
-    log = logging.getLogger("autograder.generate")
-    log.setLevel(logging.ERROR)
-    GenerateAssignment(coursedir=CourseDirectory(config=c), config=c, log=log).start()
-
 
 def fingerprint(course: Course, lab: str, limits: Limits, mode: str) -> str:
     digest = hashlib.sha256(f"{GRADER_VERSION}|{mode}|{json.dumps(limits.to_json(), sort_keys=True)}".encode())
@@ -89,7 +70,7 @@ def prepare_template(course: Course, lab: str) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(course.source_dir(lab), partial / "source" / lab,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    generate(partial, lab, f"sqlite:///{partial / 'gradebook.db'}", partial / "release")
+    generate(lab, partial, partial / "release", "source", f"sqlite:///{partial / 'gradebook.db'}")
     shutil.rmtree(template, ignore_errors=True)
     os.replace(partial, template)
     return template
@@ -109,7 +90,7 @@ def add_to_gradebook(course: Course, lab: str, template: Path) -> None:
             except MissingEntry:
                 pass
     release = course.state / "release"
-    generate(template, lab, course.db_url, release)
+    generate(lab, template, release, "source", course.db_url)
     shutil.rmtree(release, ignore_errors=True)
     urls = json.loads(stamp.read_text()) if stamp.exists() else []
     stamp.write_text(json.dumps(sorted(set(urls) | {course.db_url})))
@@ -350,12 +331,14 @@ def resolve_mode(requested: str, limits: Limits, say) -> str:
 
 def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool = False,
           limits: Limits | None = None, sandbox: str = "auto", limit: int | None = None,
-          max_bytes: int = 50 * 2**20, retry: bool = True, say=print) -> dict:
-    """Grade every collected submission of ``lab``; return {student: record} of the submissions graded now."""
+          max_bytes: int | None = None, retry: bool = True, say=print) -> dict:
+    """Grade every collected submission of ``lab``; return {student: record} of the submissions graded now.
+    ``limits`` and ``max_bytes`` default to the course settings' [limits]."""
     use_tool_path()
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy session warnings
     course = course or Course()
-    limits = limits or Limits()
+    limits = limits or Limits.from_settings(course.settings)
+    max_bytes = max_bytes or int(course.settings.max_size_mb * 2**20)
     course.check_lab(lab)
     students = course.students(lab)
     if not students:
@@ -394,7 +377,7 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         result.setdefault("max_score", None)
         merge(course, lab, result)
         record = {k: v for k, v in result.items() if k not in ("autograded",)}
-        record.update(fingerprint=print_, graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        record.update(fingerprint=print_, graded_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       sha256=result.get("sha256") or course.submission(job["student"], lab).get("sha256"))
         if retried:
             record["reason"] = record["reason"] + " (graded a second time, alone)"

@@ -19,6 +19,10 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from autograder.settings import KEYS
+
+COURSE = {key: default for (table, key), (_kind, default, _what) in KEYS.items() if table == "limits"}
+
 SANDBOX_SCRIPT = Path(__file__).resolve().with_name("sandbox.py")
 HOME = "/home/student"
 DATA = "/data"
@@ -35,19 +39,20 @@ UID_BASE = int(os.environ.get("LABKIT_SANDBOX_UID_BASE", "1900000000"))
 class Limits:
     """Limits of one submission's sandbox.  Times in seconds, sizes in MB."""
 
-    cell_timeout: int = 300        # wall clock per cell; the kernel is interrupted, then stopped
-    notebook_timeout: int = 1200   # wall clock for the whole notebook
+    # The defaults of the course settings (autograder/settings.py, course.toml [limits]) where they have one.
+    cell_timeout: int = COURSE["cell_timeout"]          # wall clock per cell; interrupted, then stopped
+    notebook_timeout: int = COURSE["notebook_timeout"]  # wall clock for the whole notebook
     interrupt_grace: int = 10      # after an interrupt, how long the kernel has to come back
-    memory_mb: int = 3072          # address space per process (MemoryError beyond it)
-    tree_memory_mb: int = 4096     # memory of the whole process tree (cgroup; root only)
-    nproc: int = 128               # processes + threads (RLIMIT_NPROC)
-    tree_tasks: int = 256          # processes + threads of the whole tree (cgroup; root only)
+    memory_mb: int = COURSE["memory_mb"]                # address space per process (MemoryError beyond it)
+    tree_memory_mb: int = COURSE["memory_mb"] + 1024    # memory of the whole process tree (cgroup; root only)
+    nproc: int = COURSE["max_procs"]                    # processes + threads (RLIMIT_NPROC)
+    tree_tasks: int = 2 * COURSE["max_procs"]           # processes + threads of the whole tree (cgroup; root only)
     fsize_mb: int = 256            # largest file it may write
     scratch_mb: int = 256          # /home/student (its working folder)
     tmp_mb: int = 256              # /tmp
     shm_mb: int = 64               # /dev/shm
     nofile: int = 1024             # open files
-    threads: int = 1               # OMP/MKL/OpenBLAS threads
+    threads: int = COURSE["threads"]                    # OMP/MKL/OpenBLAS threads
     output_mb: int = 4             # outputs kept per cell (the rest is dropped with a note)
     notebook_output_mb: int = 32   # outputs kept per notebook
     message_mb: int = 64           # largest single kernel message accepted
@@ -58,6 +63,18 @@ class Limits:
     @classmethod
     def from_json(cls, data: dict) -> Limits:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_settings(cls, settings, cell_timeout=None, notebook_timeout=None, memory_mb=None, nproc=None,
+                      threads=None) -> Limits:
+        """The course's limits (course.toml, [limits]), with what a run's options give (not None) on top; the
+        whole process tree gets 1 GB more memory than one process and twice its processes."""
+        memory_mb = memory_mb or settings.memory_mb
+        nproc = nproc or settings.max_procs
+        return cls(cell_timeout=cell_timeout or settings.cell_timeout,
+                   notebook_timeout=notebook_timeout or settings.notebook_timeout, memory_mb=memory_mb,
+                   tree_memory_mb=memory_mb + 1024, nproc=nproc, tree_tasks=2 * nproc,
+                   threads=threads or settings.threads)
 
 
 @functools.lru_cache(maxsize=1)

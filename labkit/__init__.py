@@ -36,6 +36,7 @@ from labkit.plot import (
     plot_history,
     show_images,
 )
+from labkit.submission import check_lab, watch_tests
 from labkit.train import (
     EarlyStopping,
     Evaluation,
@@ -56,8 +57,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Ablation", "CheckError", "DataUnavailableError", "Dataset", "EarlyStopping", "Evaluation", "History", "Split",
     "TensorLoader", "TrainingDiverged", "__version__", "by_mode", "check_accuracy", "check_close", "check_dtype",
+    "check_lab",
     "check_equal", "check_finite", "check_shape", "confusion_matrix", "evaluate", "fit", "gradient_descent_demo",
     "learning_rate_explorer", "load_fashion_mnist", "load_mnist", "load_model", "pick_device", "plot_confusion_matrix",
     "plot_decision_boundary", "plot_function", "plot_history", "quick_mode", "read_metadata", "save_model",
-    "set_seed", "show_images", "xor_data",
+    "set_seed", "show_images", "watch_tests", "xor_data",
 ]

@@ -190,5 +190,8 @@ def test_solution_runs_all_in_jupyterlab_without_errors(browser, server, lab):
         unexecuted = [c["source"][:60] for c in cells if c["cell_type"] == "code" and c["execution_count"] is None
                       and "".join(c["source"]).strip()]
         assert not unexecuted, f"cells that did not run: {unexecuted}"
+        tests = sum(bool(c["metadata"].get("nbgrader", {}).get("grade")) for c in cells)
+        check = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in cells[-1]["outputs"])
+        assert f"{tests} of {tests} graded tests pass in this kernel" in check, check  # the hand-in check
     finally:
         page.close()

@@ -11,12 +11,13 @@ import re
 import socket
 import threading
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
+from editions import half_done
 from grading_corpus import EXPECTED, LAB, corpus, source_notebook, student_notebook
 
 from autograder import ROOT, labs, solution_notebook
@@ -26,6 +27,7 @@ from autograder.export import export
 from autograder.feedback import feedback, secret_lines
 from autograder.grade import grade
 from autograder.isolation import Limits, probe
+from autograder.settings import load as load_settings
 from autograder.worker import read_submission
 
 CORPUS_LIMITS = Limits(cell_timeout=10, notebook_timeout=120, interrupt_grace=10, memory_mb=1536,
@@ -88,15 +90,16 @@ def test_the_sandbox_works_here():
 ])
 def test_collect_maps_names_to_students(name, student, problem):
     labs_ = ["03_mlp", LAB]
-    got_student, got_problem = map_entry(Entry(name, None, 0, None), LAB, labs_, None, None)
+    got_student, got_problem = map_entry(Entry(name, None, 0, None), LAB, labs_, None, None, load_settings())
     assert got_student == student
     assert (got_problem is None) if problem is None else problem in got_problem
 
 
 def test_collect_pattern_and_roster():
     entry = Entry("1234567-Jane Doe-lab.ipynb", None, 0, None)
-    assert map_entry(entry, LAB, [LAB], re.compile(r"^(?P<student>\d{7})-"), None) == ("1234567", None)
-    student, problem = map_entry(entry, LAB, [LAB], re.compile(r"^(?P<student>\d{7})-"), {"7654321"})
+    pattern = re.compile(r"^(?P<student>\d{7})-")
+    assert map_entry(entry, LAB, [LAB], pattern, None, load_settings()) == ("1234567", None)
+    student, problem = map_entry(entry, LAB, [LAB], pattern, {"7654321"}, load_settings())
     assert student is None and "not on the roster" in problem
     assert lab_mentions("my_lab3_final", ["03_mlp", "07_tiny"]) == {"03_mlp"}
 
@@ -228,7 +231,7 @@ def test_the_gradebook_holds_the_scores_of_the_csv(graded_corpus):
         for student, row in graded_corpus.csv.items():
             assert gb.find_submission(LAB, student).score == float(row["score"]), student
         # the submission time is kept: the zip entry's time of the latest file (local time, stored in UTC)
-        latest = datetime(2025, 3, 1, 12, 30).astimezone(timezone.utc).replace(tzinfo=None)
+        latest = datetime(2025, 3, 1, 12, 30).astimezone(UTC).replace(tzinfo=None)
         assert gb.find_submission(LAB, "resubmitted").timestamp == latest
 
 
@@ -289,19 +292,6 @@ def test_export_puts_every_lab_in_one_csv(graded_corpus):
 
 
 # ---------------------------------------------------------------- the real labs
-
-def half_done(lab: str) -> nbformat.NotebookNode:
-    """The release with the first half of its answer cells filled in from the solution."""
-    nb = nbformat.read(ROOT / "notebooks" / lab / f"{lab}.ipynb", as_version=4)
-    solved = {c.metadata["nbgrader"]["grade_id"]: c for c in solution_notebook(lab).cells
-              if c.metadata.get("nbgrader", {}).get("solution")}
-    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in ids[: (len(ids) + 1) // 2]:
-            cell.source = "\n".join(line for line in solved[cell.metadata["nbgrader"]["grade_id"]].source.splitlines()
-                                    if "### " not in line)
-    return nb
-
 
 @pytest.fixture(scope="module")
 def real_labs(tmp_path_factory):

@@ -53,3 +53,46 @@ def test_a_check_failure_reads_well_in_the_notebook():
     assert error.ename == "CheckError"
     assert error.evalue.startswith("logits: wrong shape")
     assert "expected: (64, 10)" in error.evalue and "got:      (64, 784)" in error.evalue
+
+
+def run_cells(*sources, allow_errors=True):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
+    NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=allow_errors).execute()
+    return nb
+
+
+def plain(cell) -> str:
+    return "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+
+
+CHECK = 'lk.check_lab("demo", tests={"test_a": 2, "test_b": 1, "test_c": 1}, submit_as="<id>_demo.ipynb")'
+
+
+def test_the_hand_in_check_notes_each_graded_test_as_it_runs():
+    nb = run_cells("import labkit as lk\nlk.watch_tests()\nlk.watch_tests()  # twice: still one watcher",
+                   "# graded test: test_b, 1 point\nassert 1 + 1 == 2",
+                   "# graded test: test_a, 2 points\nfrom labkit.checks import check_equal\n"
+                   "check_equal(2 + 2, 5, name='the sum')",
+                   "# not a graded test\nraise ValueError('ignored')", CHECK)
+    text = plain(nb.cells[-1])
+    assert text.splitlines()[:4] == [
+        "demo: 1 of 3 graded tests pass in this kernel (1 of 4 points); 1 failed, 1 not run",
+        "  FAILED   test_a  2 points   CheckError: the sum: wrong value",
+        "  passed   test_b  1 point",
+        "  not run  test_c  1 point"], text
+    assert "ran out of order" in text and "Tests that did not run score 0" in text
+    assert "Hand in this notebook as <id>_demo.ipynb." in text
+    html = nb.cells[-1].outputs[0]["data"]["text/html"]
+    assert "<table>" in html and "&#10008; <b>failed</b>" in html
+
+
+def test_the_hand_in_check_says_when_it_was_not_watching():
+    nb = run_cells("import labkit as lk", "# graded test: test_a, 2 points\npass", CHECK)
+    text = plain(nb.cells[-1])
+    assert "0 of 3 graded tests pass" in text and "run the setup cell at the top first" in text
+
+
+def test_the_hand_in_check_leaves_grading_to_nbgrader(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    nb = run_cells("import labkit as lk\nlk.watch_tests()", "# graded test: test_a, 2 points\npass", CHECK)
+    assert plain(nb.cells[-1]).startswith("demo: graded by nbgrader\nnbgrader ran this notebook")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from editions import MARKERS, half_done, leaks
 
 from autograder import CONFIG_DIR, ROOT, labs, nbgrader
 from autograder import solution_notebook as source
@@ -16,8 +17,6 @@ from autograder.release import release
 
 LABS = labs()
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-MARKERS = {"solution": ("### BEGIN SOLUTION", "### END SOLUTION"),
-           "hidden": ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")}
 
 
 def released(lab: str) -> nbformat.NotebookNode:
@@ -26,20 +25,6 @@ def released(lab: str) -> nbformat.NotebookNode:
 
 def nbgrader_meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
-
-
-def split_regions(text: str) -> tuple:
-    """(lines inside solution or hidden-test regions, lines outside them), stripped."""
-    inside, outside, depth = set(), set(), 0
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped in (MARKERS["solution"][0], MARKERS["hidden"][0]):
-            depth += 1
-        elif stripped in (MARKERS["solution"][1], MARKERS["hidden"][1]):
-            depth -= 1
-        elif stripped:
-            (inside if depth else outside).add(stripped)
-    return inside, outside
 
 
 def test_there_are_labs():
@@ -58,7 +43,7 @@ def test_source_has_graded_answers_tests_and_hidden_tests(lab):
     tests = [m for m in metas if m.get("grade")]
     assert answers and tests
     assert all(m["locked"] and m["points"] > 0 for m in tests)
-    assert any(MARKERS["hidden"][0] in cell.source for cell in nb.cells if nbgrader_meta(cell).get("grade"))
+    assert any("### BEGIN HIDDEN TESTS" in cell.source for cell in nb.cells if nbgrader_meta(cell).get("grade"))
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -67,7 +52,7 @@ def test_every_solution_region_says_what_to_write(lab):
     for cell in source(lab).cells:
         lines = cell.source.splitlines()
         for i, line in enumerate(lines):
-            if line.strip() == MARKERS["solution"][0]:
+            if line.strip() == "### BEGIN SOLUTION":
                 block = []
                 for above in reversed(lines[:i]):
                     if not above.strip().startswith("#"):
@@ -77,16 +62,13 @@ def test_every_solution_region_says_what_to_write(lab):
                     f"{lab}: no '# TODO: ...' comment right above the solution in\n{cell.source}"
 
 
-@pytest.mark.parametrize("lab", LABS)
-def test_first_cell_installs_labkit_on_colab_only(lab):
-    first = next(cell for cell in source(lab).cells if cell.cell_type == "code")
-    assert "google.colab" in first.source and "pip" in first.source
-
-
 # ---------------------------------------------------------------- release: in sync, no leaks, clean
 
 def test_notebooks_are_what_nbgrader_generates_now(tmp_path):
-    release(LABS, release_dir=tmp_path)
+    """What `make release` would write now (into a copy: the test changes nothing in the checkout)."""
+    shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
+    tmp_path = tmp_path / "release"
+    release(LABS, release_dir=tmp_path, solutions=tmp_path.parent / "solutions")
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     committed = sorted(p.relative_to(ROOT / "notebooks") for p in (ROOT / "notebooks").rglob("*")
                        if p.is_file() and ".ipynb_checkpoints" not in p.parts)
@@ -96,24 +78,12 @@ def test_notebooks_are_what_nbgrader_generates_now(tmp_path):
             f"notebooks/{relative} differs from what nbgrader generates: run `make release`"
 
 
-def public_lines() -> set:
-    """Every line that some source shows outside its solution and hidden-test regions."""
-    return {line for lab in LABS for cell in source(lab).cells for line in split_regions(cell.source)[1]}
-
-
-@pytest.mark.parametrize("lab", LABS)
-def test_no_solution_or_hidden_test_line_appears_in_the_release(lab):
-    secret = {line for cell in source(lab).cells for line in split_regions(cell.source)[0]}
-    secret -= public_lines()  # a line that any source shows openly (e.g. `with torch.no_grad():`) is no secret
-    for path in (ROOT / "notebooks").rglob("*"):
-        if path.is_file():
-            text = path.read_text(errors="replace")
-            lines = {line.strip() for cell in json.loads(text)["cells"] for line in
-                     "".join(cell["source"]).splitlines()} if path.suffix == ".ipynb" else \
-                {line.strip() for line in text.splitlines()}
-            leaked = sorted(secret & lines)
-            assert not leaked, f"{path.relative_to(ROOT)} shows lines of the {lab} solution: {leaked[:5]}"
-            assert not any(m in text for pair in MARKERS.values() for m in pair), path
+def test_no_solution_or_hidden_test_appears_in_the_release():
+    """The token-sequence search of tests/editions.py (reformatted code is found too) over notebooks/."""
+    found = leaks(ROOT / "notebooks")
+    assert not found, f"notebooks/ shows pieces of solutions or hidden tests: {found[:5]}"
+    for path in (ROOT / "notebooks").rglob("*.ipynb"):
+        assert not any(marker in path.read_text() for marker in MARKERS), path
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "solutions").rglob("*.ipynb")) +
@@ -130,18 +100,6 @@ def test_notebooks_in_git_carry_no_outputs_or_personal_metadata(path):
 
 
 # ---------------------------------------------------------------- the autograde round trip
-
-def half_done(lab: str) -> nbformat.NotebookNode:
-    """The release with the first half of its answer cells filled in from the solution."""
-    nb, solved = released(lab), source(lab)
-    answers = {nbgrader_meta(c)["grade_id"]: c for c in solved.cells if nbgrader_meta(c).get("solution")}
-    ids = [nbgrader_meta(c)["grade_id"] for c in nb.cells if nbgrader_meta(c).get("solution")]
-    for cell in nb.cells:
-        if nbgrader_meta(cell).get("grade_id") in ids[: (len(ids) + 1) // 2]:
-            cell.source = "\n".join(line for line in answers[nbgrader_meta(cell)["grade_id"]].source.splitlines()
-                                    if line.strip() not in MARKERS["solution"])
-    return nb
-
 
 def autograde(lab: str, course: Path) -> dict:
     """Set up a course folder for one lab, autograde three students, return their results."""

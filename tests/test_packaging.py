@@ -3,11 +3,11 @@ import importlib.metadata
 import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,8 @@ def test_ci_runs_make_test():
     assert commands[-1] == "make test"
 
 
-@pytest.mark.parametrize("target", ["lab", "test", "data", "setup", "bench", "bench-course", "lab5-results", "lock"])
+@pytest.mark.parametrize("target", ["lab", "test", "data", "setup", "release", "student-edition", "bench",
+                                    "bench-course", "lab5-results", "lock"])
 def test_readme_documents_make_targets(target):
     assert f"make {target}" in (ROOT / "README.md").read_text()
     assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
@@ -79,6 +80,6 @@ def test_the_wheel_ships_the_recorded_lab_results(tmp_path):
     """Colab installs labkit from a wheel: Lab 5's recorded results must be inside it."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                     str(tmp_path), str(ROOT)], check=True)
-    (wheel,) = tmp_path.glob("labkit-*.whl")
+    (wheel,) = tmp_path.glob("labkit_course-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "labkit/reference/05_lenet.json" in names

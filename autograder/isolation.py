@@ -77,6 +77,12 @@ class Limits:
                    threads=threads or settings.threads)
 
 
+def data_dir() -> Path:
+    """labkit's data cache, found as labkit.data.data_dir() finds it ($LABKIT_DATA, else ~/.cache/labkit),
+    without importing labkit (and torch) into the grader; tests/test_api.py checks that the two agree."""
+    return Path(os.environ.get("LABKIT_DATA") or Path.home() / ".cache" / "labkit").expanduser()
+
+
 @functools.lru_cache(maxsize=1)
 def kernel_labkit_dir() -> Path | None:
     """Where the kernel's Python finds labkit (asked of that Python with a clean environment, as in the
@@ -113,8 +119,6 @@ def binds() -> list:
     for name in ("ld.so.cache", "localtime", "nsswitch.conf"):
         if (Path("/etc") / name).exists():
             out.append((str(Path("/etc") / name), f"/etc/{name}", "ro"))
-    from labkit.data import data_dir
-
     if data_dir().is_dir():
         out.append((str(data_dir().resolve()), DATA, "ro"))
     return out
@@ -164,8 +168,6 @@ class SandboxDir:
 
 def config(sandbox: SandboxDir, limits: Limits, mode: str, report: Path | None, stderr: Path | None) -> dict:
     if mode == "none":  # no private file system: the kernel runs in the scratch copy, on the real paths
-        from labkit.data import data_dir
-
         env = environment(limits, home=str(sandbox.home), data=str(data_dir()))
     else:
         env = environment(limits)

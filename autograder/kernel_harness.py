@@ -44,6 +44,9 @@ def _labkit_grader_install(namespace):  # noqa: C901 - one closure keeps the pri
     import labkit
     import labkit.checks
 
+    for name in labkit.__all__:  # labkit imports its names lazily: load them all now, into the snapshot below
+        getattr(labkit, name)
+
     # Libraries patch themselves lazily (building the first optimizer wraps torch.manual_seed for
     # torch._dynamo): do it now, so that the snapshot below already holds the patched objects.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)

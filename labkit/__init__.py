@@ -7,59 +7,74 @@
 
 Everything listed in ``__all__`` is the stable public API: it is what the labs
 use, and it will not be renamed or removed without a deprecation period.
+
+``import labkit`` is light: each name is imported from its module the first time
+it is used (``lk.fit`` loads torch, ``lk.plot_history`` matplotlib, the learning-rate
+demos ipywidgets), so the grader, a script or ``python -m labkit.data`` pay only for
+what they use.
 """
-from labkit.ablate import Ablation
-from labkit.checks import (
-    CheckError,
-    check_accuracy,
-    check_close,
-    check_dtype,
-    check_equal,
-    check_finite,
-    check_shape,
-)
-from labkit.data import (
-    Dataset,
-    DataUnavailableError,
-    Split,
-    TensorLoader,
-    load_fashion_mnist,
-    load_mnist,
-    xor_data,
-)
-from labkit.mode import by_mode, quick_mode
-from labkit.plot import (
-    confusion_matrix,
-    plot_confusion_matrix,
-    plot_decision_boundary,
-    plot_function,
-    plot_history,
-    show_images,
-)
-from labkit.submission import check_lab, watch_tests
-from labkit.train import (
-    EarlyStopping,
-    Evaluation,
-    History,
-    TrainingDiverged,
-    evaluate,
-    fit,
-    load_model,
-    pick_device,
-    read_metadata,
-    save_model,
-    set_seed,
-)
-from labkit.widgets import gradient_descent_demo, learning_rate_explorer
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Ablation", "CheckError", "DataUnavailableError", "Dataset", "EarlyStopping", "Evaluation", "History", "Split",
-    "TensorLoader", "TrainingDiverged", "__version__", "by_mode", "check_accuracy", "check_close", "check_dtype",
-    "check_lab",
-    "check_equal", "check_finite", "check_shape", "confusion_matrix", "evaluate", "fit", "gradient_descent_demo",
-    "learning_rate_explorer", "load_fashion_mnist", "load_mnist", "load_model", "pick_device", "plot_confusion_matrix",
-    "plot_decision_boundary", "plot_function", "plot_history", "quick_mode", "read_metadata", "save_model",
-    "set_seed", "show_images", "watch_tests", "xor_data",
-]
+# Where each public name lives.
+_MODULES = {
+    "ablate": ["Ablation", "Results", "default_cache_dir", "load_runs", "reference_path", "save_runs"],
+    "checks": ["CheckError", "check_accuracy", "check_close", "check_dtype", "check_equal", "check_finite",
+               "check_shape", "trace_layers"],
+    "data": ["DataUnavailableError", "Dataset", "Split", "TensorLoader", "load_fashion_mnist", "load_mnist",
+             "xor_data"],
+    "mode": ["by_mode", "quick_mode"],
+    "plot": ["confusion_matrix", "plot_confusion_matrix", "plot_decision_boundary", "plot_function", "plot_history",
+             "show_images"],
+    "submission": ["check_lab", "watch_tests"],
+    "train": ["EarlyStopping", "Evaluation", "History", "TrainingDiverged", "evaluate", "fit", "load_model",
+              "pick_device", "read_metadata", "save_model", "set_seed"],
+    "widgets": ["gradient_descent_demo", "learning_rate_explorer"],
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted([*_HOME, "__version__"])
+
+
+def __getattr__(name: str):
+    """Import a public name (or a submodule, ``lk.data``) the first time it is used."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"labkit.{_HOME[name]}"), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"labkit.{name}")
+    else:
+        raise AttributeError(f"module 'labkit' has no attribute {name!r}: the public names are in labkit.__all__")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__, *_MODULES})
+
+
+def _figure_png(figure):
+    from IPython.core.pylabtools import print_figure
+
+    return print_figure(figure, "png", bbox_inches="tight")
+
+
+def _show_figures_in_notebooks() -> None:
+    """In a notebook, a matplotlib Figure that ends a cell (labkit's or the lab's own) shows as a PNG.
+
+    Jupyter's inline backend would register that only once pyplot is loaded, which labkit never
+    needs; this registers it by name, without importing matplotlib, unless a formatter is already
+    there.  Outside IPython it does nothing."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    figure = getattr(sys.modules.get("matplotlib.figure"), "Figure", None)
+    if figure is not None and figure in png.type_printers:
+        return
+    png.for_type_by_name("matplotlib.figure", "Figure", _figure_png)
+
+
+_show_figures_in_notebooks()

@@ -12,10 +12,8 @@ twice and unclosed figures would pile up between cells.
 """
 
 import math
-import sys
 from collections.abc import Mapping
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import colormaps
@@ -29,19 +27,6 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 WRONG_COLOR = "red"
 DEFAULT_METRICS = ("loss", "accuracy")
-
-
-def _enable_notebook_display():
-    # matplotlib loads its backend lazily, and Jupyter's inline backend only
-    # registers "show a Figure as a PNG" once it is loaded -- normally by the
-    # first plt.figure(), which this module never calls. So load it here, and
-    # only inside IPython, so a plain script never starts a GUI toolkit.
-    ipython = sys.modules.get("IPython")
-    if ipython is not None and ipython.get_ipython() is not None:
-        plt.draw_if_interactive()  # loads the backend; redraws nothing of ours
-
-
-_enable_notebook_display()
 
 
 # ---------------------------------------------------------------------------

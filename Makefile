@@ -25,7 +25,7 @@ GRADE_ARGS ?=
 COURSE_ARG := $(if $(COURSE),--course "$(COURSE)")
 EDITION ?= build/student-edition
 
-.PHONY: setup data lab test release student-edition bench bench-course bench-grading lab5-results lock clean collect grade feedback export need-lab
+.PHONY: setup system-packages data lab test release student-edition bench bench-course bench-grading lab5-results lock clean collect grade feedback export need-lab
 
 setup: $(STAMP)
 
@@ -51,7 +51,21 @@ $(COLAB_STAMP): tests/colab/requirements.txt
 	$(COLAB)/bin/python -m pip install --quiet -r tests/colab/requirements.txt
 	@touch $@
 
-test: setup data $(COLAB_STAMP)
+# What the tests need from the system: Debian's chromium (the browser tests; never a browser download),
+# and apt's package lists (the data layer's `apt-get download` of Fashion-MNIST). Installed only as root
+# with apt; elsewhere the tests that need a missing part skip with a line saying what to install
+# (under CI=true they fail instead).
+SYSTEM_PACKAGES := chromium
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \
+		if [ -n "$$missing" ] || [ -z "$$(ls /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then \
+			echo "apt-get update"; apt-get update -qq || echo "apt-get update failed; continuing" >&2; fi; \
+		if [ -n "$$missing" ]; then echo "apt-get install $$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	fi
+
+test: system-packages setup data $(COLAB_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Stamp course.toml into solutions/, then regenerate every student notebook in notebooks/ (nbgrader generate_assignment).

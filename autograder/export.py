@@ -17,7 +17,7 @@ from pathlib import Path
 
 from autograder import use_tool_path
 from autograder.course import Course
-from autograder.grade import _number
+from autograder.vocabulary import number
 
 
 def table(course: Course) -> tuple:
@@ -47,11 +47,11 @@ def export(course: Course | None = None, to: str | None = None, say=print) -> Pa
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["student", *labs, "total"])
-    writer.writerow(["Points Possible", *(_number(maximum[lab]) for lab in labs), _number(sum(maximum.values()))])
+    writer.writerow(["Points Possible", *(number(maximum[lab]) for lab in labs), number(sum(maximum.values()))])
     for student in sorted(scores):
         row = scores[student]
-        writer.writerow([student, *(_number(row[lab]) if lab in row else "" for lab in labs),
-                         _number(sum(row.values()))])
+        writer.writerow([student, *(number(row[lab]) if lab in row else "" for lab in labs),
+                         number(sum(row.values()))])
     path = Path(to) if to else course.root / "grades" / "all_labs.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(buffer.getvalue())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import re
 from pathlib import Path
 
 import nbformat
@@ -30,10 +29,9 @@ from traitlets import Bool, Unicode
 
 from autograder import use_tool_path
 from autograder.course import Course
-from autograder.worker import HIDDEN, hidden_lines, visible
+from autograder.vocabulary import HIDDEN, hidden_lines, number, plain, visible
 
 REDACTED = "[hidden test line removed]"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def secret_lines(source_nb) -> set:
@@ -42,11 +40,11 @@ def secret_lines(source_nb) -> set:
     for cell in source_nb.cells:
         lines = cell.source.splitlines()
         inside = hidden_lines(cell.source) if cell.cell_type == "code" else set()
-        for number, line in enumerate(lines, 1):
+        for at, line in enumerate(lines, 1):
             text = line.strip()
             if text in HIDDEN:
                 continue
-            (hidden if number in inside else public).add(text)
+            (hidden if at in inside else public).add(text)
     return {line for line in hidden - public if len(line) >= 8}
 
 
@@ -55,8 +53,8 @@ def redact(text: str, secrets: set) -> str:
         return text
     out = []
     for line in text.split("\n"):
-        plain = ANSI.sub("", line)
-        out.append(REDACTED if any(secret in plain for secret in secrets) else line)
+        text = plain(line)
+        out.append(REDACTED if any(secret in text for secret in secrets) else line)
     return "\n".join(out)
 
 
@@ -75,7 +73,7 @@ def _redact_output(output, secrets):
 
 
 def result_text(test: dict) -> str:
-    points = f"{_n(test['score'])}/{_n(test['points'])} points"
+    points = f"{number(test['score'], 0)}/{number(test['points'], 0)} points"
     if test["passed"]:
         return f"passed ({points})"
     message = (test.get("message") or "").strip()
@@ -84,11 +82,6 @@ def result_text(test: dict) -> str:
     if test.get("failed_in_hidden"):
         return f"failed a hidden test ({points})"
     return f"failed ({points})" + (f": {message}" if message else "")
-
-
-def _n(value):
-    value = float(value or 0)
-    return int(value) if value == int(value) else round(value, 2)
 
 
 class RedactForFeedback(NbGraderPreprocessor):
@@ -141,7 +134,7 @@ def student_reason(record: dict) -> str:
 
 def summary_markdown(record: dict, secrets: set) -> str:
     lines = [f"## Feedback: {_md(record['lab'])}, {_md(record['student'])}",
-             f"**Score: {_n(record.get('score'))} / {_n(record.get('max_score'))}** &nbsp; status: "
+             f"**Score: {number(record.get('score'), 0)} / {number(record.get('max_score'), 0)}** &nbsp; status: "
              f"*{_md(record.get('status'))}*", "",
              _md(redact(student_reason(record), secrets)), "", "| test | result |", "|:--|:--|"]
     for test in record.get("tests", []):
@@ -154,7 +147,7 @@ def plain_page(record: dict) -> str:
                    for t in record.get("tests", []))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback {html.escape(record['lab'])}</title>"
             f"</head><body><h2>Feedback: {html.escape(record['lab'])}, {html.escape(record['student'])}</h2>"
-            f"<p><b>Score: {_n(record.get('score'))} / {_n(record.get('max_score'))}</b>, status: "
+            f"<p><b>Score: {number(record.get('score'), 0)} / {number(record.get('max_score'), 0)}</b>, status: "
             f"<i>{html.escape(str(record.get('status')))}</i></p><p>{html.escape(student_reason(record))}</p>"
             f"<table border='1'><tr><th>test</th><th>result</th></tr>{rows}</table></body></html>")
 

@@ -32,17 +32,9 @@ from autograder import ROOT, tool_env, use_tool_path
 from autograder.course import Course
 from autograder.isolation import Limits, describe, probe
 from autograder.release import generate
+from autograder.vocabulary import STATUSES, error_result, number
 
 GRADER_VERSION = "1"
-STATUSES = {
-    "graded": "ran to the end; the score is what the tests gave",
-    "review": "graded, but a student cell had changed the checks or the test machinery (put back before the "
-              "tests): have a look",
-    "timeout": "a cell or the notebook hit its time limit; tests that ran count",
-    "crashed": "the kernel died (exit, crash, memory or process cap); tests that ran before count",
-    "invalid": "the file is not a gradable notebook; score 0",
-    "error": "the grader could not run it (not the student's fault): see .autograder/logs and fix, then re-run",
-}
 CSV_FIELDS = ["student", "lab", "score", "max_score", "status", "reason"]
 
 
@@ -121,8 +113,7 @@ class Worker:
             line = ""
         if line:
             return json.loads(line)
-        return {"student": job["student"], "lab": job["lab"], "status": "error", "score": 0, "grades": {},
-                "tests": [], "notes": [], "events": ["the grading worker died (see .autograder/logs)"]}
+        return error_result(job["student"], job["lab"], "the grading worker died (see .autograder/logs)")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -290,7 +281,7 @@ def write_csv(course: Course, lab: str) -> Path:
             text = "includes manual grades; " + text
         if record.get("sha256") != course.submission(student, lab).get("sha256"):
             text = "a newer submission is waiting to be graded; " + text
-        rows.append({"student": student, "lab": lab, "score": _number(score), "max_score": _number(max_score),
+        rows.append({"student": student, "lab": lab, "score": number(score), "max_score": number(max_score),
                      "status": record.get("status"), "reason": text})
     path = course.grades_csv(lab)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,13 +292,6 @@ def write_csv(course: Course, lab: str) -> Path:
     if not path.exists() or path.read_text() != buffer.getvalue():
         path.write_text(buffer.getvalue())
     return path
-
-
-def _number(value):
-    if value is None:
-        return ""
-    value = round(float(value), 2)
-    return int(value) if value == int(value) else value
 
 
 # ---------------------------------------------------------------------------- the command
@@ -388,8 +372,8 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         shutil.rmtree(job["job_dir"], ignore_errors=True)
         graded[job["student"]] = record
         counter["n"] += 1
-        say(f"[{counter['n']}/{len(pending)}] {job['student']}: {_number(result.get('score', 0))}/"
-            f"{_number(result.get('max_score'))} {result['status']} ({result.get('wall_seconds', 0):.0f} s)")
+        say(f"[{counter['n']}/{len(pending)}] {job['student']}: {number(result.get('score', 0))}/"
+            f"{number(result.get('max_score'))} {result['status']} ({result.get('wall_seconds', 0):.0f} s)")
 
     if not pending:
         write_csv(course, lab)
@@ -407,5 +391,10 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         raise SystemExit(f"interrupted: {counter['n']} graded, {left} left; run the same command again to resume") \
             from None
     path = write_csv(course, lab)
+    counts = {status: sum(r["status"] == status for r in graded.values()) for status in STATUSES}
+    say(f"{lab}: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
+    for status, n in counts.items():
+        if n and status != "graded":
+            say(f"  {status}: {STATUSES[status]}")
     say(f"wrote {path} and the gradebook {course.db_url}")
     return graded

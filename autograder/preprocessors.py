@@ -36,11 +36,11 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat.notebooknode import NotebookNode
-from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import DottedObjectName, Integer, Unicode, default
 
 from autograder.isolation import launcher
+from autograder.vocabulary import is_test, label
 
 MIME = "application/vnd.labkit.grader+json"
 HARNESS = Path(__file__).resolve().with_name("kernel_harness.py")
@@ -66,17 +66,6 @@ RUNS: dict = {}
 def run_for(resources) -> Run:
     key = (resources["nbgrader"]["assignment"], resources["nbgrader"]["student"])
     return RUNS.setdefault(key, Run())
-
-
-def is_test(cell) -> bool:
-    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
-
-
-def label(cell, index: int) -> str:
-    """How a cell is named in reasons and feedback: 'cell 7 (answer 'mlp')'."""
-    meta = cell.metadata.get("nbgrader", {})
-    kind = "test" if meta.get("grade") and not meta.get("solution") else "answer" if meta.get("solution") else None
-    return f"cell {index + 1}" + (f" ({kind} '{meta.get('grade_id')}')" if kind and meta.get("grade_id") else "")
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:

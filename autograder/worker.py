@@ -30,10 +30,7 @@ import nbformat
 from autograder import use_tool_path
 from autograder.isolation import Limits, SandboxDir, config, write_config
 from autograder.preprocessors import RUNS, Run
-
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
-
+from autograder.vocabulary import error_result, hidden_lines, is_answer, kind_of, plain, visible
 
 # ---------------------------------------------------------------------------- the checks before running
 
@@ -85,7 +82,7 @@ def compare(nb, source: dict) -> tuple:
     ids = [cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") for cell in nb.cells]
     for name, cell in source["cells"].items():
         copies = [c for c, i in zip(nb.cells, ids, strict=True) if i == name]
-        kind = "test" if cell["test"] else "answer" if cell["solution"] else "locked"
+        kind = cell["kind"] or "locked"
         if not copies:
             notes.append(f"{kind} cell '{name}' was missing" + (": nbgrader put it back" if kind != "answer" else ""))
             continue
@@ -93,8 +90,8 @@ def compare(nb, source: dict) -> tuple:
             notes.append(f"cell '{name}' appears {len(copies)} times: only the last copy was graded")
         last = copies[-1]
         meta = last.metadata.get("nbgrader", {})
-        if bool(meta.get("grade")) != (cell["test"] or cell["points"] > 0) or bool(meta.get("solution")) != \
-                cell["solution"]:
+        if bool(meta.get("grade")) != (kind == "test" or cell["points"] > 0) or bool(meta.get("solution")) != \
+                (kind == "answer"):
             notes.append(f"{kind} cell '{name}' had its grading metadata changed: the lab's was used")
         if last.cell_type != cell["cell_type"]:
             notes.append(f"{kind} cell '{name}' was changed to {last.cell_type}: nbgrader changed it back")
@@ -108,7 +105,7 @@ def compare(nb, source: dict) -> tuple:
         notes.append("saved from Google Colab")
     if any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"):
         notes.append("outputs saved in the file were discarded: the notebook was run again")
-    answers = [n for n, c in source["cells"].items() if c["solution"]]
+    answers = [n for n, c in source["cells"].items() if c["kind"] == "answer"]
     found = any(n in ids for n in answers)
     if answers and not found:
         notes.insert(0, "none of this lab's answer cells are in the notebook: is it the right lab?")
@@ -123,12 +120,10 @@ def source_structure(gradebook_url: str, lab: str) -> dict:
         notebook = gb.find_notebook(lab, lab)
         grade = {c.name: c.max_score for c in notebook.grade_cells}
         solution = {c.name for c in notebook.solution_cells}
-        cells = {}
-        for c in notebook.source_cells:
-            is_grade, is_solution = c.name in grade, c.name in solution
-            cells[c.name] = {"cell_type": c.cell_type, "locked": c.locked, "source": c.source,
-                             "test": is_grade and not is_solution and c.cell_type == "code",
-                             "solution": is_solution, "points": grade.get(c.name, 0)}
+        task = {c.name for c in notebook.task_cells}
+        cells = {c.name: {"cell_type": c.cell_type, "locked": c.locked, "source": c.source,
+                          "kind": kind_of(c.cell_type, c.name in grade, c.name in solution, c.locked, c.name in task),
+                          "points": grade.get(c.name, 0)} for c in notebook.source_cells}
         return {"cells": cells, "kernelspec": json.loads(notebook.kernelspec) if notebook.kernelspec else None}
 
 
@@ -284,32 +279,12 @@ def _read_report(path: Path) -> dict:
 def _message(cell) -> str | None:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
-            value = ANSI.sub("", str(output.get("evalue", ""))).strip()
+            value = plain(output.get("evalue", "")).strip()
             return f"{output.get('ename', 'Error')}: {value}" if value else str(output.get("ename", "Error"))
         if output.get("output_type") == "stream" and output.get("name") == "stderr":
             return "the test wrote to stderr (nbgrader counts that as a failure): " + \
-                ANSI.sub("", output.get("text", "")).strip()[:300]
+                plain(output.get("text", "")).strip()[:300]
     return None
-
-
-def visible(source: str) -> str:
-    """A test's source as students see it: without its hidden-test regions (nbgrader's ClearHiddenTests)."""
-    hidden = hidden_lines(source)
-    return "\n".join(line for number, line in enumerate(source.splitlines(), 1)
-                     if number not in hidden and line.strip() != HIDDEN[1])
-
-
-def hidden_lines(source: str) -> set:
-    """Line numbers (1-based) inside the hidden-test regions of a test's source."""
-    lines, inside = set(), False
-    for number, line in enumerate(source.splitlines(), 1):
-        if line.strip() == HIDDEN[0]:
-            inside = True
-        elif line.strip() == HIDDEN[1]:
-            inside = False
-        if inside:
-            lines.add(number)
-    return lines
 
 
 def _results(course_dir, lab, student, source, run: Run, report: dict, log: list, job_dir: Path) -> dict:
@@ -335,7 +310,7 @@ def _results(course_dir, lab, student, source, run: Run, report: dict, log: list
                 cells[name] = cell
     tests = []
     for name, info in source["cells"].items():
-        if not info["test"]:
+        if info["kind"] != "test":
             continue
         score, points = grades.get(name, [0, info["points"]])
         outcome = run.tests.get(name, {}).get("outcome", {})
@@ -352,7 +327,7 @@ def _results(course_dir, lab, student, source, run: Run, report: dict, log: list
         raised = []
         for cell in graded.cells:
             meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type != "code" or not meta.get("solution"):
+            if cell.cell_type != "code" or not is_answer(cell):
                 continue
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error" and output.get("ename") not in (
@@ -424,10 +399,8 @@ def main() -> int:
         try:
             result = grade_one(job)
         except Exception:  # noqa: BLE001 - a grader bug must not stop the batch: report it
-            result = {"student": job.get("student"), "lab": job.get("lab"), "status": "error", "score": 0,
-                      "grades": {}, "tests": [], "notes": [], "events": ["the grader failed on this submission "
-                                                                          "(see .autograder/logs)"],
-                      "error_detail": traceback.format_exc()[-6000:]}
+            result = error_result(job.get("student"), job.get("lab"), "the grader failed on this submission "
+                                  "(see .autograder/logs)", traceback.format_exc()[-6000:])
             print(traceback.format_exc(), file=sys.stderr)
         protocol.write(json.dumps(result) + "\n")
     return 0

@@ -25,8 +25,8 @@ import nbformat
 from autograder import ROOT, labs
 from autograder.publish import publish
 from autograder.settings import load
+from autograder.vocabulary import MARKERS, is_answer, regions, without_markers  # noqa: F401 - MARKERS for test_labs
 
-MARKERS = {"### BEGIN SOLUTION": 1, "### BEGIN HIDDEN TESTS": 1, "### END SOLUTION": -1, "### END HIDDEN TESTS": -1}
 TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|[^\s\w]")
 LINE_TOKENS = 8
 SPAN_TOKENS = 12
@@ -38,21 +38,6 @@ IDIOMS = ("rtol=1e-5, atol=1e-6", "rtol=1e-6, atol=1e-6", ".float().div(255.0).u
 
 def tokens(text: str) -> list:
     return TOKEN.findall(text)
-
-
-def regions(source: str) -> tuple:
-    """(the texts of the solution and hidden-test regions of a cell, the rest of the cell)."""
-    inside, outside, current, depth = [], [], [], 0
-    for line in source.splitlines():
-        step = MARKERS.get(line.strip())
-        if step:
-            depth += step
-            if depth == 0:
-                inside.append("\n".join(current))
-                current = []
-        else:
-            (current if depth else outside).append(line)
-    return inside, "\n".join(outside)
 
 
 def _spans(words: list) -> set:
@@ -154,20 +139,18 @@ def publish_edition(out: Path, **changes) -> Path:
 def with_answers(nb, solved, grade_ids=None):
     """``nb`` (a release) with the answer cells ``grade_ids`` (default: all) filled in from ``solved`` (the
     lab's source), the solution markers taken out, as a student who found the answers would write them."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c for c in solved.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {c.metadata["nbgrader"]["grade_id"]: c for c in solved.cells if is_answer(c)}
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in answers and (grade_ids is None or grade_id in grade_ids):
-            cell.source = "\n".join(line for line in answers[grade_id].source.splitlines()
-                                    if line.strip() not in MARKERS)
+            cell.source = without_markers(answers[grade_id].source)
     return nb
 
 
 def half_done(lab: str):
     """The lab's release (notebooks/) with the first half of its answer cells filled in from the solution."""
     nb = nbformat.read(ROOT / "notebooks" / lab / f"{lab}.ipynb", as_version=4)
-    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if is_answer(c)]
     return with_answers(nb, nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4),
                         ids[: (len(ids) + 1) // 2])
 

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from autograder.vocabulary import visible
+
 LAB = "07_tiny"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -92,18 +94,6 @@ def _strip_solution(source: str, replacement: str) -> str:
     return "\n".join(out)
 
 
-def _strip_hidden(source: str) -> str:
-    out, inside = [], False
-    for line in source.splitlines():
-        if line.strip() == "### BEGIN HIDDEN TESTS":
-            inside = True
-        elif line.strip() == "### END HIDDEN TESTS":
-            inside = False
-        elif not inside:
-            out.append(line)
-    return "\n".join(out)
-
-
 def student_notebook(add: str | None = "right", scale: str | None = "right", extra: dict | None = None):
     """The released notebook with answers: 'right', 'wrong', None (the stub) or any code for the body.
 
@@ -122,7 +112,7 @@ def student_notebook(add: str | None = "right", scale: str | None = "right", ext
             cell.source = _strip_solution(cell.source, bodies[gid].get(choice, choice) if choice in bodies[gid]
                                           else choice)
         elif meta.get("grade"):
-            cell.source = _strip_hidden(cell.source)
+            cell.source = visible(cell.source)
         if extra and gid in extra:
             cell.source = extra[gid] + "\n" + cell.source
     return nb

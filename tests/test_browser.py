@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from autograder import ROOT, labs, tool_env
 
@@ -27,10 +28,9 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
+require(CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (sudo apt-get install chromium; "
+                           "`make test` does it when run as root); no browser is ever downloaded")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: run `make setup`")
-if not CHROMIUM.exists():
-    pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install chromium`, as .ci/run does)",
-                pytrace=False)
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from editions import MARKERS, kernelspec, leaks, publish_edition, regions, settings_file, text_output, with_answers
+from editions import kernelspec, leaks, publish_edition, settings_file, text_output, with_answers
 from nbclient import NotebookClient
 
 from autograder import ROOT, labs, solution_notebook, tool_env
@@ -32,6 +32,7 @@ from autograder.publish import HIDDEN_LAB_PLUGINS, HIDDEN_SERVER_EXTENSIONS
 from autograder.release import release, unstamped_labs
 from autograder.settings import SettingsError, load
 from autograder.stamp import CHECK, HEADER, SETUP, SUBMIT, graded_test_line, graded_tests
+from autograder.vocabulary import MARKERS, regions
 
 LABS = labs()
 

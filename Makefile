@@ -52,10 +52,10 @@ $(COLAB_STAMP): tests/colab/requirements.txt
 	@touch $@
 
 # What the tests need from the system: Debian's chromium (the browser tests; never a browser download),
-# and apt's package lists (the data layer's `apt-get download` of Fashion-MNIST). Installed only as root
-# with apt; elsewhere the tests that need a missing part skip with a line saying what to install
-# (under CI=true they fail instead).
-SYSTEM_PACKAGES := chromium
+# bubblewrap (the grading sandbox) and apt's package lists (the data layer's `apt-get download` of
+# Fashion-MNIST). Installed only as root with apt; elsewhere the tests that need a missing part skip
+# with a line saying what to install (under CI=true they fail instead).
+SYSTEM_PACKAGES := chromium bubblewrap
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \
@@ -99,7 +99,8 @@ collect: setup need-lab
 	@test -n "$(SOURCE)" || { echo "say what to collect: make collect LAB=$(LAB) SOURCE=download.zip"; exit 2; }
 	$(BIN)/python -m autograder collect $(LAB) "$(SOURCE)" $(COURSE_ARG)
 
-grade: setup data need-lab
+grade: SYSTEM_PACKAGES := bubblewrap
+grade: system-packages setup data need-lab
 	$(BIN)/python -m autograder grade $(LAB) --workers $(WORKERS) $(COURSE_ARG) $(GRADE_ARGS)
 
 feedback: setup need-lab

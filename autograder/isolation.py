@@ -1,6 +1,6 @@
 """What the sandbox of a submission holds and may use: limits, binds, environment (trusted side).
 
-``sandbox.py`` does the isolating; this module decides what goes in.  A
+``sandbox.py`` does the isolating (with bubblewrap); this module decides what goes in.  A
 submission's kernel sees, read-only: /usr, the Python installation and the
 virtual environment it runs from, the labkit package and the data cache (as
 /data); read-write: only size-capped temporary folders that vanish with it
@@ -145,15 +145,15 @@ ETC = {
 
 
 class SandboxDir:
-    """A short private folder in /tmp for one kernel: ipc/ (sockets, connection file, bound in),
-    root/ (where the sandbox's root file system is mounted), home/ (the scratch copy)."""
+    """A short private folder in /tmp for one kernel: ipc/ (sockets, connection file, bound in) and home/
+    (the scratch files, copied into the sandbox's /home/student)."""
 
     def __init__(self, slot: int, mode: str):
         self.uid = UID_BASE + slot if os.geteuid() == 0 and mode != "none" else None
         self.path = Path(tempfile.mkdtemp(prefix="lkg-"))
-        for sub in ("ipc", "root", "home"):
+        for sub in ("ipc", "home"):
             (self.path / sub).mkdir()
-        self.ipc, self.root, self.home = self.path / "ipc", self.path / "root", self.path / "home"
+        self.ipc, self.home = self.path / "ipc", self.path / "home"
 
     def hand_over(self) -> None:
         """Give the folder to the sandbox's uid (root only): it creates its sockets in ipc/."""
@@ -173,13 +173,12 @@ def config(sandbox: SandboxDir, limits: Limits, mode: str, report: Path | None, 
         env = environment(limits)
     return {
         "isolation": "none" if mode == "none" else "full",
-        "root": str(sandbox.root), "home": HOME, "scratch": str(sandbox.home), "ipc_dir": str(sandbox.ipc),
+        "home": HOME, "scratch": str(sandbox.home), "ipc_dir": str(sandbox.ipc),
         "binds": [*binds(), (str(sandbox.ipc), str(sandbox.ipc), "rw")],
         "etc": ETC, "env": env, "pass_env": PASS_ENV,
         "uid": sandbox.uid, "gid": sandbox.uid,
         "limits": {k: getattr(limits, k) for k in ("memory_mb", "tree_memory_mb", "nproc", "tree_tasks", "fsize_mb",
                                                     "scratch_mb", "tmp_mb", "shm_mb", "nofile")},
-        "cap_last_cap": int(Path("/proc/sys/kernel/cap_last_cap").read_text()),
         "report": str(report) if report else None, "stderr": str(stderr) if stderr else None,
         "cwd": str(sandbox.home),
     }

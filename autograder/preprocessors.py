@@ -233,11 +233,15 @@ class SandboxedExecute(Execute):
 
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
-        self._check_assign_resources(resources)
+        self.resources = resources
         run = self._run = run_for(resources)
         start = monotonic()
         self._deadline = start + self.notebook_timeout
-        self.timeout_func = self._cell_timeout
+        # nbclient's public hooks: each cell's limit (what is left of the notebook's, at most the cell's) is
+        # chosen as it starts, and a timeout is told apart from an error after it ran
+        self.on_cell_start = self._start_cell
+        self.on_cell_executed = self._cell_executed
+        self.timeout_func = lambda cell: self._cell_limit
         self._cell_bytes, self._notebook_bytes, self._bytes_cell = 0, 0, None
         try:
             with self.setup_kernel():
@@ -291,21 +295,21 @@ class SandboxedExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         # Test cells stay out of IPython's input history (In, _ih), where a later cell could read them.
-        self._check_assign_resources(resources)
         cell = self.execute_cell(cell, index, store_history=not is_test(cell))
         return cell, self.resources
 
-    def _cell_timeout(self, cell):
-        return max(1, min(self.timeout or self.notebook_timeout, int(self._deadline - monotonic()) + 1))
-
-    async def _async_handle_timeout(self, timeout, cell=None):
-        self._timed_out = True
-        self.error_on_timeout = {
+    def _start_cell(self, cell, cell_index):
+        self._cell_limit = limit = max(1, min(self.timeout or self.notebook_timeout,
+                                              int(self._deadline - monotonic()) + 1))
+        self.error_on_timeout = {  # what nbclient reports for the cell when it interrupts it (interrupt_on_timeout)
             "ename": "TimeLimit",
-            "evalue": f"this cell ran longer than {timeout} s (the time limit) and was interrupted",
-            "traceback": [f"TimeLimit: this cell ran longer than {timeout} s and was interrupted"],
+            "evalue": f"this cell ran longer than {limit} s (the time limit) and was interrupted",
+            "traceback": [f"TimeLimit: this cell ran longer than {limit} s and was interrupted"],
         }
-        return await super()._async_handle_timeout(timeout, cell)
+
+    def _cell_executed(self, cell, cell_index, execute_reply):
+        # After a timeout nbclient does not wait for the kernel's reply: it gives its own, which has no header.
+        self._timed_out = execute_reply is not None and "header" not in execute_reply
 
     def _run_silently(self, code, timeout):
         """Execute code without outputs; its reply, or None if none came within ``timeout`` s."""
@@ -326,7 +330,7 @@ class SandboxedExecute(Execute):
         return None
 
     def _kill_strays(self):
-        """Ask the sandbox to kill every process but the kernel (sandbox.py passes SIGUSR1 down to PID 1)."""
+        """Ask the sandbox's launcher (sandbox.py, on SIGUSR1) to kill every process of the sandbox but the kernel."""
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
         if process is not None and process.poll() is None:
             try:

@@ -101,10 +101,10 @@ dependencies = {_toml(project["dependencies"])}
 lab = ["jupyterlab>=4", "ipykernel>=6"]
 
 {urls}[tool.setuptools]
-packages = ["labkit"]
+packages = ["labkit", "labkit.reference"]
 
 [tool.setuptools.package-data]
-labkit = ["reference/*.json"]
+"labkit.reference" = ["*.json"]
 
 # JupyterLab settings for students, installed into the environment with the package.
 [tool.setuptools.data-files]

@@ -131,6 +131,9 @@ def _find(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
+CANARY = "LABKIT_GRADER_CANARY"  # set in the grader's environment by the test: it must reach no sandboxed process
+
+
 def corpus(course_root, port: int, other_student_file: str, gradebook: str) -> dict:
     """{file name in the zip: (bytes, time)}: the LMS download of the tiny lab."""
     t0 = datetime(2025, 3, 1, 12, 0, 0)
@@ -197,9 +200,16 @@ def corpus(course_root, port: int, other_student_file: str, gradebook: str) -> d
         "    except OSError as exc:\n"
         "        print('blocked write', path, type(exc).__name__)\n"
         "print('LEAK glob' if glob.glob({course!r} + '/*') else 'blocked glob')\n"
+        "for pid in [p for p in os.listdir('/proc') if p.isdigit()]:  # the grader's environment, anywhere?\n"
+        "    try:\n"
+        "        with open(f'/proc/{{pid}}/environ', 'rb') as f:\n"
+        "            found = {canary!r}.encode() in f.read()\n"
+        "        print('LEAK environ' if found else 'clean environ', pid)\n"
+        "    except OSError as exc:\n"
+        "        print('blocked environ', pid, type(exc).__name__)\n"
         "open('scratch-ok.txt', 'w').write('fine')\n"
     ).format(paths=[f"{course_root}/solutions/{LAB}/{LAB}.ipynb", gradebook, other_student_file,
-                    f"{course_root}/.autograder/labs", "/etc/shadow", "/root/.bashrc", "/proc/1/environ"],
+                    f"{course_root}/.autograder/labs", "/etc/shadow", "/root/.bashrc"], canary=CANARY,
              writes=[f"{course_root}/pwned.txt", f"{course_root}/submitted/pwned.txt", "/usr/pwned.txt",
                      "/pwned.txt"], course=str(course_root))
     add_file("snoop_07_tiny.ipynb", student_notebook(extra={"add": snoop}))

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from conftest import require
 from editions import half_done
-from grading_corpus import EXPECTED, LAB, corpus, source_notebook, student_notebook
+from grading_corpus import CANARY, EXPECTED, LAB, corpus, source_notebook, student_notebook
 
 from autograder import ROOT, labs, solution_notebook
 from autograder.collect import Entry, collect, lab_mentions, map_entry
@@ -84,6 +84,7 @@ def test_the_sandbox_works_here(sandbox):
     result = sandbox
     assert result["network"].startswith("blocked"), result
     assert result["root_writable"] is False and result["processes_visible"] <= 3, result
+    assert result["uid"] == 0 and result["capabilities"] == "0000000000000000", result  # root of nothing
     assert result["omp_threads"] == "1" and result["gpus_visible"] is False, result
 
 
@@ -166,7 +167,9 @@ def graded_corpus(tmp_path_factory, sandbox):
                    str(root / "gradebook.db"))
     download = make_zip(root.parent / f"{root.name}-download.zip", files)
     collected = collect(LAB, download, course, max_bytes=2 * 2**20, say=quiet)
-    records = grade(LAB, course, workers=2, limits=CORPUS_LIMITS, sandbox="full", say=print)
+    with pytest.MonkeyPatch.context() as patch:  # the grader's own environment must not reach a sandbox
+        patch.setenv(CANARY, "the grader's secret")
+        records = grade(LAB, course, workers=2, limits=CORPUS_LIMITS, sandbox="full", say=print)
     return SimpleNamespace(root=root, course=course, download=download, collected=collected, records=records,
                            listener=listener, csv=rows(course.grades_csv(LAB)))
 
@@ -219,8 +222,10 @@ def test_a_student_cell_cannot_read_or_write_outside_its_scratch_folder(graded_c
     root, text = graded_corpus.root, outputs_text(graded_corpus.course, "snoop")
     assert "LEAK" not in text, text
     for target in ("solutions/07_tiny/07_tiny.ipynb", "gradebook.db", "submitted/control-full", ".autograder/labs",
-                   "/etc/shadow", "/root/.bashrc", "/proc/1/environ"):
+                   "/etc/shadow", "/root/.bashrc"):
         assert re.search(rf"blocked read \S*{re.escape(target)}", text), f"no 'blocked read' for {target}:\n{text}"
+    # every process it can see (the sandbox's PID 1 and the kernel) was searched for the grader's environment
+    assert re.search(r"^clean environ 1$", text, re.M) and re.search(r"^clean environ 2$", text, re.M), text
     assert text.count("blocked write") == 4 and "blocked glob" in text
     assert "scratch: ['.config', '07_tiny.ipynb']" in text, "the scratch folder: the submission and the lab's files"
     assert not (root / "pwned.txt").exists() and not (root / "submitted" / "pwned.txt").exists()

@@ -5,9 +5,11 @@
 runs the lab's solution notebook in full mode with LABKIT_RERUN=1 (train every
 configuration, read nothing recorded) in JOBS kernels side by side.  They share
 the ablation cache (``lk.ablate.default_cache_dir``), so they split the runs
-between them, and an interrupted regeneration resumes where it stopped.  The
-notebook's last cell writes every run to labkit/reference/<lab>.json.  The
-executed notebooks are kept in build/lab-results/ to read the logs and plots.
+between them, and an interrupted regeneration resumes where it stopped.  After
+the notebook's own cells, each kernel runs one more cell, added here and not part
+of the lab (students never see it): it writes the runs of every ``lk.Ablation``
+the notebook made to labkit/reference/<lab>.json.  The executed notebooks are
+kept in build/lab-results/ to read the logs and plots.
 """
 import subprocess
 import sys
@@ -30,7 +32,7 @@ def regenerate(lab: str, jobs: int = 2) -> Path:
         raise FileNotFoundError(f"no solution notebook {source}")
     BUILD.mkdir(parents=True, exist_ok=True)
     env = tool_env()
-    env.update(LABKIT_QUICK="0", LABKIT_RERUN="1", LABKIT_RESULTS_OUT=str(output_path(lab)), OMP_NUM_THREADS="1")
+    env.update(LABKIT_QUICK="0", LABKIT_RERUN="1", OMP_NUM_THREADS="1")
     env.pop("NBGRADER_EXECUTION", None)
     start = time.perf_counter()
     workers = []
@@ -38,7 +40,8 @@ def regenerate(lab: str, jobs: int = 2) -> Path:
         executed = BUILD / f"{lab}-worker{i}.ipynb"
         log = open(BUILD / f"{lab}-worker{i}.log", "w")  # noqa: SIM115 - closed below
         workers.append((subprocess.Popen([sys.executable, "-m", "autograder.lab_results", "--execute", str(source),
-                                          str(executed)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+                                          str(executed), str(output_path(lab))], cwd=ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT),
                         log, executed))
         time.sleep(5)  # let the first kernel claim its first run before the next one starts looking
     failed = []
@@ -70,11 +73,31 @@ def snapshot(lab: str) -> Path:
     return save_runs(output_path(lab), runs)
 
 
-def _execute(source: str, executed: str) -> None:
+SAVE_RUNS = """\
+# Added by autograder.lab_results (not part of the lab): record every run of the notebook's ablations.
+import labkit.ablate as _labkit_ablate
+_ablations = {id(_value): _value for _value in list(globals().values())
+              if isinstance(_value, _labkit_ablate.Ablation)}  # each once, also if it has two names
+_recorded = [run for _ablation in _ablations.values() for run in _ablation.runs]
+if not _recorded:
+    raise RuntimeError("the notebook made no lk.Ablation runs: nothing to record")
+print(f"saved {len(_recorded)} runs to {_labkit_ablate.save_runs(OUT, _recorded)}")"""
+
+
+def save_runs_source(out) -> str:
+    """The cell appended to the notebook before it runs: it saves the runs of every ``Ablation`` in the
+    kernel's namespace (in the order the notebook made them) to ``out``."""
+    return SAVE_RUNS.replace("OUT", repr(str(out)))
+
+
+def _execute(source: str, executed: str, out: str) -> None:
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(source, as_version=4)
+    save = nbformat.v4.new_code_cell(save_runs_source(out))
+    save.id = "labkit-lab-results"
+    nb.cells.append(save)
     # allow_errors: a failing test cell (a target missed) must not stop the runs after it; the
     # errors are listed at the end and make the command fail.
     client = NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
@@ -83,8 +106,8 @@ def _execute(source: str, executed: str) -> None:
         client.execute()
     finally:
         nbformat.write(nb, executed)
-    errors = [(i, out.ename, out.evalue) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-              for out in cell.get("outputs", []) if out.output_type == "error"]
+    errors = [(i, output.ename, output.evalue) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.output_type == "error"]
     for i, name, value in errors:
         print(f"cell {i}: {name}: {value}", file=sys.stderr)
     if errors:
@@ -92,7 +115,7 @@ def _execute(source: str, executed: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--execute":
-        _execute(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "--execute":
+        _execute(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit("usage: python -m autograder results LAB [--jobs N]")

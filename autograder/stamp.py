@@ -15,9 +15,15 @@ notebook in solutions/ before nbgrader generates notebooks/ from it):
 
 Everything else in the notebook is the author's and is left alone.  Stamping is
 idempotent: a stamped notebook stamped again with the same settings is unchanged.
+
+Cell ids (nbformat 4.5): the four cells above are made anew at every stamp, so each gets a
+fixed id from its tag ("labkit-header", ...).  A notebook still in nbformat 4.4 is upgraded
+once: each cell without an id gets one (a graded cell its grade id, any other cell one made
+from its position and source), and the release writes them into the source to commit.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import textwrap
@@ -25,6 +31,7 @@ import textwrap
 import nbformat
 
 from autograder.settings import Settings
+from autograder.vocabulary import is_test, number
 
 HEADER, SETUP, SUBMIT, CHECK = "labkit:header", "labkit:setup", "labkit:submit", "labkit:check"
 STAMPED = (HEADER, SETUP, SUBMIT, CHECK)
@@ -33,18 +40,13 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LMS_NAMES = {"canvas": "Canvas", "moodle": "Moodle"}
 
 
-def _number(points) -> str:
-    return str(int(points)) if float(points).is_integer() else str(points)
-
-
 def graded_test_line(grade_id: str, points) -> str:
-    return f"# graded test: {grade_id}, {_number(points)} point{'' if float(points) == 1 else 's'}"
+    return f"# graded test: {grade_id}, {number(points)} point{'' if float(points) == 1 else 's'}"
 
 
 def graded_tests(nb) -> dict:
     """{grade id: points} of the notebook's graded test cells, in notebook order."""
-    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"] for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"] for c in nb.cells if is_test(c)}
 
 
 def header_source(lab: str, settings: Settings) -> str:
@@ -97,7 +99,7 @@ def submit_source(lab: str, settings: Settings) -> str:
 
 
 def check_source(lab: str, nb, settings: Settings) -> str:
-    entries = [f"{json.dumps(grade_id)}: {_number(points)}," for grade_id, points in graded_tests(nb).items()]
+    entries = [f"{json.dumps(grade_id)}: {number(points)}," for grade_id, points in graded_tests(nb).items()]
     tests = "\n".join(textwrap.wrap(" ".join(entries), 96, initial_indent=" " * 4, subsequent_indent=" " * 4,
                                      break_long_words=False, break_on_hyphens=False))
     return ("# The graded tests of this lab and how they went in this kernel (restart and run all first: step 1).\n"
@@ -105,12 +107,45 @@ def check_source(lab: str, nb, settings: Settings) -> str:
             f"{tests.rstrip(',')}\n}})")
 
 
+CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what nbformat 4.5 allows
+
+
+def cell_id(tag: str) -> str:
+    """The fixed id of a stamped cell: "labkit:header" -> "labkit-header"."""
+    return tag.replace(":", "-")
+
+
 def _tagged(source: str, tag: str, kind: str):
     make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
     cell = make(source)
     cell.metadata = {"tags": [tag]}
-    cell.pop("id", None)  # the labs are nbformat 4.4: no cell ids
+    cell.id = cell_id(tag)  # made anew at every release: a fixed id keeps the files the same
     return cell
+
+
+def with_cell_ids(nb):
+    """``nb`` in nbformat 4.5, every cell with a unique id.  Valid ids are kept (a repeated one only
+    where it first occurs); a new id is the cell's grade id (graded cells) or ``cell-`` and a hash
+    of its position and source."""
+    nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 0))
+    kept, taken = [], set()
+    for cell in nb.cells:
+        ok = CELL_ID.match(str(cell.get("id", ""))) and cell.id not in taken
+        kept.append(bool(ok))
+        if ok:
+            taken.add(cell.id)
+    for i, (cell, keep) in enumerate(zip(nb.cells, kept, strict=True)):
+        if keep:
+            continue
+        grade_id = str(cell.metadata.get("nbgrader", {}).get("grade_id", ""))
+        digest = hashlib.sha1(f"{i}\n{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+        candidate = grade_id if CELL_ID.match(grade_id) and grade_id not in taken else f"cell-{digest}"
+        n = 1
+        while candidate in taken:
+            candidate, n = f"cell-{digest}-{n}", n + 1
+        cell.id = candidate
+        taken.add(candidate)
+    return nb
 
 
 def _tags(cell) -> list:
@@ -118,7 +153,7 @@ def _tags(cell) -> list:
 
 
 def stamp(nb, lab: str, settings: Settings):
-    """Rewrite the settings' cells of ``nb`` (lab ``lab``) in place; return ``nb``."""
+    """Rewrite the settings' cells of ``nb`` (lab ``lab``) in place; return ``nb`` (in nbformat 4.5)."""
     setup_at = next((i for i, c in enumerate(nb.cells) if SETUP in _tags(c)), None)
     if setup_at is None:  # the lab's own first code cell becomes the setup cell
         setup_at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
@@ -137,4 +172,4 @@ def stamp(nb, lab: str, settings: Settings):
     nb.cells = [_tagged(header_source(lab, settings), HEADER, "markdown"), *cells,
                 _tagged(submit_source(lab, settings), SUBMIT, "markdown"),
                 _tagged(check_source(lab, nb, settings), CHECK, "code")]
-    return nb
+    return with_cell_ids(nb)

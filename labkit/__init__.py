@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 _MODULES = {
     "ablate": ["Ablation", "Results", "default_cache_dir", "load_runs", "reference_path", "save_runs"],
     "checks": ["CheckError", "check_accuracy", "check_close", "check_dtype", "check_equal", "check_finite",
-               "check_shape", "trace_layers"],
+               "check_in_range", "check_no_calls", "check_raises", "check_shape", "trace_layers"],
     "data": ["DataUnavailableError", "Dataset", "Split", "TensorLoader", "load_fashion_mnist", "load_mnist",
              "xor_data"],
     "mode": ["by_mode", "quick_mode"],

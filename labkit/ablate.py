@@ -10,20 +10,31 @@
 A configuration is one flat dict.  The training keys below are used by the
 runner; every other key is passed to ``build_model(**model_options)``:
 
-    epochs, batch_size, lr, optimizer ("adam" | "sgd" | "rmsprop"), momentum,
+    epochs, batch_size, lr, optimizer ("adam" | "sgd" | "rmsprop" | "adadelta"), momentum,
     weight_decay, loss ("cross_entropy" | "mse" | "multi_margin"),
     step_size (StepLR step in iterations, None for no scheduler), gamma,
     subset (train on this many images), seed,
     normalize ((mean, std) to standardise the pixels, as ``split.loader(normalize=)``; None: [0, 1])
 
+and one optional key, which is part of a configuration only where it is given
+(so the configurations, and the cache keys, of runs without it stay what they were):
+
+    patience (early stopping on the validation loss, best weights restored; needs ``val``)
+
+A run whose loss becomes NaN or infinite (``TrainingDiverged``) is recorded as
+diverged (``run.diverged``, accuracy NaN) instead of stopping the sweep.  With
+``Ablation(..., metric="val_acc")`` runs are compared on their best validation
+accuracy (tables, ``best()``, plots) instead of the test accuracy.
+
 Each finished run is written to ``cache_dir`` as JSON under a key made from
 the configuration and the source code of the model, so re-running a notebook
 is instant, an interrupted sweep resumes where it stopped, and editing the
 model's code invalidates its old results.  Nothing is cached without a
-``cache_dir``.  Several processes may share one ``cache_dir``: a run being
-trained by one is skipped by the others (a ``.lock`` file), which come back
-for its result at the end, so N processes running the same notebook split
-its runs between them.
+``cache_dir``.  Several processes may share one ``cache_dir`` (also on a shared
+disk): a run being trained by one is skipped by the others (an OS lock on a
+``.lock`` file next to it, through ``filelock``; it goes when its process does,
+however that ends), which come back for its result at the end, so N processes
+running the same notebook split its runs between them.
 
 Recorded results: ``save_runs(path, runs)`` writes runs to one JSON file and
 ``Ablation(..., reference=path)`` takes every configuration found there (same
@@ -37,20 +48,21 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit.train import History, evaluate, fit, set_seed
+from labkit.train import EarlyStopping, History, TrainingDiverged, evaluate, fit, set_seed
 
-__all__ = ["Ablation", "Results", "Run", "TRAINING_KEYS", "default_cache_dir", "load_runs", "make_loss",
-           "make_optimizer", "reference_path", "save_runs"]
+__all__ = ["Ablation", "METRICS", "OPTIONAL_TRAINING_DEFAULTS", "Results", "Run", "TRAINING_KEYS", "default_cache_dir",
+           "load_runs", "make_loss", "make_optimizer", "reference_path", "save_runs"]
 
 FORMAT = "labkit-ablation-runs/1"
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -60,15 +72,21 @@ TRAINING_DEFAULTS = {
     "weight_decay": 0.0, "loss": "cross_entropy", "step_size": None, "gamma": 0.9,
     "subset": None, "seed": 0, "normalize": None,
 }
-TRAINING_KEYS = frozenset(TRAINING_DEFAULTS)
+# Training keys that are left out of a configuration unless given (and dropped when given at their
+# default): adding one must not change the configurations, and so the cache keys, of existing runs.
+OPTIONAL_TRAINING_DEFAULTS = {"patience": None}
+TRAINING_KEYS = frozenset(TRAINING_DEFAULTS) | frozenset(OPTIONAL_TRAINING_DEFAULTS)
+METRICS = {"test_acc": "test accuracy", "val_acc": "best validation accuracy"}
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
-    """An optimizer by name: "adam", "sgd" or "rmsprop"."""
+    """An optimizer by name: "adam", "sgd", "rmsprop" or "adadelta" (any case); ``momentum`` is used
+    by SGD and RMSprop only."""
     kinds = {"adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
              "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay),
              "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, momentum=momentum,
-                                                    weight_decay=weight_decay)}
+                                                    weight_decay=weight_decay),
+             "adadelta": lambda: torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)}
     if name.lower() not in kinds:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(kinds)}")
     return kinds[name.lower()]()
@@ -102,7 +120,12 @@ def _settings(settings: dict) -> str:
 
 @dataclass
 class Run:
-    """One trained configuration: what was run and what came out."""
+    """One trained configuration: what was run and what came out.
+
+    ``diverged``: the loss became NaN or infinite (accuracies and loss are NaN, ``history``
+    holds the epochs finished before).  ``best_epoch`` / ``stopped_epoch``: as in ``History``,
+    with early stopping (``patience``).
+    """
 
     config: dict
     test_acc: float
@@ -112,36 +135,81 @@ class Run:
     history: dict = field(repr=False)  # History.to_dict()
     model: str = ""  # the name of the model builder, e.g. "LeNet5"
     cached: bool = field(default=False, compare=False)
+    diverged: bool = False
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
 
     @property
     def curves(self) -> History:
-        return History.from_dict(self.history, name=self.label())
+        history = History.from_dict(self.history, name=self.label())
+        history.best_epoch, history.stopped_epoch = self.best_epoch, self.stopped_epoch
+        return history
+
+    @property
+    def best_val_acc(self) -> float:
+        """The highest validation accuracy of any epoch (NaN without a validation split, or if it diverged)."""
+        values = [v for v in self.history.get("val_acc", []) if v is not None]
+        return max(values) if values and not self.diverged else math.nan
+
+    def score(self, metric: str = "test_acc") -> float:
+        """``test_acc`` or ``best_val_acc`` (metric "val_acc"); NaN for a run that diverged."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        return self.best_val_acc if metric == "val_acc" else (math.nan if self.diverged else self.test_acc)
 
     def __post_init__(self):  # JSON stores tuples (e.g. channel widths) as lists: make them tuples again
         self.config = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config.items()}
 
     def label(self, keys=None) -> str:
         keys = keys if keys is not None else list(self.config)
-        return _settings({k: self.config[k] for k in keys})
+        return _settings({k: self.config.get(k, OPTIONAL_TRAINING_DEFAULTS.get(k)) for k in keys})
+
+
+def _ranked(score: float) -> float:
+    return -math.inf if math.isnan(score) else score
 
 
 class Results(list):
-    """The runs of a sweep or grid, in order.  Renders as a table in a notebook."""
+    """The runs of a sweep or grid, in order.  Renders as a table in a notebook.
 
-    def __init__(self, runs, factors=()):
+    ``metric`` is what the runs are compared on: "test_acc" (the test accuracy), or "val_acc"
+    (the best validation accuracy of any epoch: choose on the validation split, not the test set).
+    """
+
+    def __init__(self, runs, factors=(), metric: str = "test_acc"):
         super().__init__(runs)
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         self.factors = list(factors)
+        self.metric = metric
 
     def best(self) -> Run:
-        """The run with the highest test accuracy."""
-        return max(self, key=lambda run: run.test_acc)
+        """The run with the highest score on the metric (test accuracy by default); runs that diverged last."""
+        return max(self, key=lambda run: _ranked(run.score(self.metric)))
+
+    def _factor_values(self, run: Run) -> dict:
+        return {f: run.config.get(f, OPTIONAL_TRAINING_DEFAULTS.get(f)) for f in self.factors}
 
     def rows(self) -> list:
-        """One dict per run: the factors, test accuracy (%), parameters, seconds, epochs."""
-        return [{**{f: run.config[f] for f in self.factors},
-                 "test acc (%)": round(100 * run.test_acc, 2), "params": run.params,
-                 "time (s)": round(run.seconds, 1), "epochs": len(run.history.get("epoch", []))}
-                for run in self]
+        """One dict per run: the factors, test accuracy (%), parameters, seconds, epochs.  With the metric
+        "val_acc": the best and the last validation accuracy (%) and the last training loss instead of
+        the test accuracy.  A run that diverged says "diverged"."""
+        rows = []
+        for run in self:
+            history = run.history
+            if self.metric == "val_acc":
+                last = (history.get("val_acc") or [math.nan])[-1]
+                scores = {"best val acc (%)": round(100 * run.best_val_acc, 2),
+                          "last val acc (%)": round(100 * last, 2),
+                          "last train loss": round((history.get("train_loss") or [math.nan])[-1], 4)}
+            else:
+                scores = {"test acc (%)": round(100 * run.test_acc, 2)}
+            if run.diverged:
+                scores = dict.fromkeys(scores, "–")
+                scores[next(iter(scores))] = "diverged"
+            rows.append({**self._factor_values(run), **scores, "params": run.params,
+                         "time (s)": round(run.seconds, 1), "epochs": len(history.get("epoch", []))})
+        return rows
 
     def table(self) -> str:
         """The results as a Markdown table (the best run in bold)."""
@@ -149,7 +217,7 @@ class Results(list):
         if not rows:
             return "(no runs)"
         header = list(rows[0])
-        best = max(range(len(rows)), key=lambda i: rows[i]["test acc (%)"])
+        best = self.index(self.best())
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for i, row in enumerate(rows):
             cells = [str(row[h]) for h in header]
@@ -162,33 +230,40 @@ class Results(list):
     def __repr__(self) -> str:
         return self.table()
 
-    def plot(self, factor: str | None = None, by: str | None = None, title: str | None = None):
-        """Test accuracy per value of one factor (a line for numbers, bars otherwise); with ``by``
-        (a grid's other factor), one line per value of ``by``."""
+    def plot(self, factor: str | None = None, by: str | None = None, title: str | None = None, ax=None,
+             bars: bool | None = None):
+        """The metric (test accuracy by default) per value of one factor: a line for numbers, bars
+        otherwise (``bars=True`` or ``False`` chooses); with ``by`` (a grid's other factor), one line
+        per value of ``by``.  Runs that diverged are left out.  ``title=""``: no title.  ``ax``: draw
+        into this matplotlib Axes, e.g. one panel of a figure with several; returns the figure."""
         from matplotlib.figure import Figure
 
         factor = factor or (self.factors[0] if self.factors else None)
         if factor is None:
             raise ValueError("plot(factor=...) needs the name of the factor to put on the x axis")
+        finished = [run for run in self if not math.isnan(run.score(self.metric))]
         groups = {}
-        for run in self:
-            groups.setdefault(run.config[by] if by else None, []).append(run)
-        values = [run.config[factor] for run in self]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        fig = Figure(figsize=(6, 3.5), layout="constrained")
-        ax = fig.add_subplot()
+        for run in finished:
+            groups.setdefault(run.config.get(by) if by else None, []).append(run)
+        values = [run.config.get(factor) for run in finished]
+        numeric = bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        lines = numeric if bars is None else not bars
+        if ax is None:
+            fig = Figure(figsize=(6, 3.5), layout="constrained")
+            ax = fig.add_subplot()
+        fig = ax.figure
         for group, runs in groups.items():
-            xs = [run.config[factor] if numeric else _label(run.config[factor]) for run in runs]
-            accuracies = [100 * run.test_acc for run in runs]
+            xs = [run.config.get(factor) if numeric and lines else _label(run.config.get(factor)) for run in runs]
+            accuracies = [100 * run.score(self.metric) for run in runs]
             label = f"{by}={group}" if by else None
-            if numeric:
+            if lines:
                 ax.plot(xs, accuracies, "o-", label=label)
             else:
                 ax.bar(xs, accuracies, color="#0072B2", label=label)
                 ax.set_ylim(min(accuracies) - 2, min(100, max(accuracies) + 1))
             for x, a in zip(xs, accuracies, strict=True):
                 ax.annotate(f"{a:.2f}", (x, a), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
-        if numeric and min(values) > 0 and max(values) / min(values) >= 8:
+        if numeric and lines and min(values) > 0 and max(values) / min(values) >= 8:
             ax.set_xscale("log", base=2)
             ticks = sorted(set(values))
             ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
@@ -196,13 +271,14 @@ class Results(list):
         if by:
             ax.legend()
         ax.set_xlabel(factor)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(title or f"test accuracy by {factor}")
+        ax.set_ylabel(f"{METRICS[self.metric]} (%)")
+        ax.set_title(f"{METRICS[self.metric]} by {factor}" if title is None else title)
         ax.grid(alpha=0.3)
         return fig
 
-    def plot_curves(self, metrics=("loss", "accuracy"), runs=None, labels=None):
-        """Training curves of the selected runs (all by default), one colour per run.
+    def plot_curves(self, metrics=("loss", "accuracy"), runs=None, labels=None, title=None):
+        """Training curves of the selected runs (all by default), one colour per run; runs that
+        diverged before finishing an epoch have no curve and are left out.
 
         Each run is labelled by its factors, or, for runs collected by hand, by the settings in
         which it differs from the first run (which is labelled "base"); ``labels`` names them yourself.
@@ -219,53 +295,8 @@ class Results(list):
                           for run in chosen]
         if len(labels) != len(chosen) or len(set(labels)) != len(labels):
             raise ValueError(f"need one distinct label per run: {len(chosen)} runs, labels {labels}")
-        return plot_history(dict(zip(labels, (run.curves for run in chosen), strict=True)), metrics=metrics)
-
-
-class _Lock:
-    """A claim on one run in a shared cache folder: a file holding "host pid".  A lock left by a
-    process that no longer exists on this host (killed, machine rebooted) is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    @classmethod
-    def claim(cls, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not cls._stale(path):
-                    return None
-                path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{socket.gethostname()} {os.getpid()}")
-            return cls(path)
-        return None
-
-    @staticmethod
-    def _stale(path: Path) -> bool:
-        try:
-            host, pid = path.read_text().split()
-            pid = int(pid)
-        except (OSError, ValueError):
-            return False  # being written right now, or unreadable: leave it alone
-        if host != socket.gethostname():
-            return False  # another machine on a shared disk: cannot tell, wait for it
-        if pid == os.getpid():
-            return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-    def release(self):
-        self.path.unlink(missing_ok=True)
+        curves = {label: run.curves for label, run in zip(labels, chosen, strict=True) if run.history.get("epoch")}
+        return plot_history(curves, metrics=metrics, title=title)
 
 
 def _source(obj) -> str:
@@ -302,6 +333,9 @@ def _config_id(model: str, config: dict) -> str:
 def _record(run: Run) -> dict:
     record = asdict(run)
     record.pop("cached")
+    for key in ("diverged", "best_epoch", "stopped_epoch"):  # only where set: older files stay as they were
+        if not record[key]:
+            record.pop(key)
     return record
 
 
@@ -345,14 +379,19 @@ class Ablation:
     with ``val`` (a Split), each run also records validation loss and accuracy
     per epoch.  ``cache_dir`` keeps finished runs, ``reference`` (a path or
     runs) supplies recorded ones (see the module docstring).  ``runs`` lists
-    every run returned so far, in order, for ``save_runs``.
+    every run returned so far, in order, for ``save_runs``.  ``metric`` ("test_acc"
+    or "val_acc") is what the returned Results compare the runs on.
     """
 
     def __init__(self, build_model, base: dict, train, test, val=None,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, device=None,
-                 reference=None, poll_seconds: float = 5.0):
-        self.build_model, self.train, self.test, self.val = build_model, train, test, val
-        self.base = {**TRAINING_DEFAULTS, **base}
+                 reference=None, poll_seconds: float = 5.0, metric: str = "test_acc"):
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        if metric == "val_acc" and val is None:
+            raise ValueError('metric="val_acc" needs a validation split: Ablation(..., val=val)')
+        self.build_model, self.train, self.test, self.val, self.metric = build_model, train, test, val, metric
+        self.base = _configuration(TRAINING_DEFAULTS, base)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.progress, self.device, self.poll_seconds = progress, device, poll_seconds
         self.name = getattr(build_model, "__name__", type(build_model).__name__)
@@ -386,21 +425,23 @@ class Ablation:
         if unknown:
             raise ValueError(f"unknown configuration key(s) {sorted(set(unknown))}; the base has "
                              f"{', '.join(sorted(self.base))}")
+        if self.val is None and any(_configuration(self.base, o).get("patience") for o in overrides):
+            raise ValueError("early stopping (patience) watches the validation loss: Ablation(..., val=val)")
         runs, waiting = [None] * len(overrides), []
         with tqdm(total=len(overrides), desc=what, unit="run", disable=not self.progress) as bar:
             for i, override in enumerate(overrides):
                 bar.set_postfix_str(_settings(override), refresh=True)
-                runs[i] = self._find_or_train({**self.base, **override}, wait=False)
+                runs[i] = self._find_or_train(_configuration(self.base, override), wait=False)
                 if runs[i] is None:  # another process is training it: come back at the end
                     waiting.append(i)
                 else:
                     bar.update()
             for i in waiting:
                 bar.set_postfix_str("waiting for another process: " + _settings(overrides[i]), refresh=True)
-                runs[i] = self._find_or_train({**self.base, **overrides[i]}, wait=True)
+                runs[i] = self._find_or_train(_configuration(self.base, overrides[i]), wait=True)
                 bar.update()
         self.runs.extend(runs)
-        return Results(runs, factors)
+        return Results(runs, factors, metric=self.metric)
 
     # -- how one configuration runs
     def model_options(self, config: dict) -> dict:
@@ -427,12 +468,15 @@ class Ablation:
             cached = self._read_cached(path)
             if cached is not None:
                 return cached
-            lock = _Lock.claim(path.with_suffix(".lock"))
-            if lock is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(path.with_suffix(".lock"))
+            try:
+                lock.acquire(timeout=0)
                 break
-            if not wait:
-                return None
-            time.sleep(self.poll_seconds)
+            except Timeout:  # another process trains it
+                if not wait:
+                    return None
+                time.sleep(self.poll_seconds)
         try:
             cached = self._read_cached(path)  # finished between our look and our claim
             if cached is not None:
@@ -463,14 +507,36 @@ class Ablation:
         scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
                                                      gamma=config["gamma"])
                      if config["step_size"] else None)
+        patience = config.get("patience")
+        early = EarlyStopping(monitor="val_loss", patience=patience) if patience else None
         loss_fn = make_loss(config["loss"])
+        params = sum(p.numel() for p in model.parameters())
+        finished = []  # fit's History, seen by a callback: the finished epochs of a run that diverges
+
+        def remember(_model, history):
+            if not finished:
+                finished.append(history)
+
         start = time.perf_counter()
         val_loader = self.val.loader(1000, **scale) if self.val is not None else None
-        history = fit(model, loader, epochs=config["epochs"], optimizer=optimizer, loss_fn=loss_fn,
-                      val_loader=val_loader, scheduler=scheduler, scheduler_interval="batch",
-                      progress=False, device=self.device)
+        try:
+            history = fit(model, loader, epochs=config["epochs"], optimizer=optimizer, loss_fn=loss_fn,
+                          val_loader=val_loader, scheduler=scheduler, scheduler_interval="batch",
+                          early_stopping=early, callbacks=remember,
+                          progress=False, device=self.device)
+        except TrainingDiverged:
+            return Run(config=config, test_acc=math.nan, test_loss=math.nan, params=params,
+                       seconds=time.perf_counter() - start, history=finished[0].to_dict() if finished else {},
+                       model=self.name, diverged=True)
         seconds = time.perf_counter() - start
         result = evaluate(model, self.test.loader(1000, **scale), loss_fn)
-        return Run(config=config, test_acc=result.accuracy, test_loss=result.loss,
-                   params=sum(p.numel() for p in model.parameters()), seconds=seconds,
-                   history=history.to_dict(), model=self.name)
+        return Run(config=config, test_acc=result.accuracy, test_loss=result.loss, params=params, seconds=seconds,
+                   history=history.to_dict(), model=self.name, best_epoch=history.best_epoch,
+                   stopped_epoch=history.stopped_epoch)
+
+
+def _configuration(base: dict, override: dict) -> dict:
+    """``base`` with ``override``, without the optional training keys that are at their default."""
+    config = {**base, **override}
+    return {k: v for k, v in config.items()
+            if not (k in OPTIONAL_TRAINING_DEFAULTS and v == OPTIONAL_TRAINING_DEFAULTS[k])}

@@ -13,15 +13,28 @@ check_close and check_equal check in the order a student should fix things:
 type, shape, dtype, NaN/inf, then values. A `hint` from the caller comes first;
 a built-in hint (transposed shape, float64 instead of float32, ...) follows on
 the next line when one applies.
+
+Besides values, a test can check behaviour: check_raises (a call raises the
+right exception), check_in_range (a number lies between bounds) and
+check_no_calls (a student's function does not use the library function it
+is meant to re-implement).
 """
 
+import ast
+import builtins
+import dis
+import inspect
 import math
+import re
+import textwrap
+import types
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["CheckError", "check_shape", "check_dtype", "check_close",
-           "check_finite", "check_accuracy", "check_equal", "trace_layers"]
+__all__ = ["CheckError", "check_shape", "check_dtype", "check_close", "check_finite", "check_accuracy",
+           "check_equal", "check_in_range", "check_raises", "check_no_calls", "trace_layers"]
 
 
 class CheckError(AssertionError):
@@ -40,6 +53,11 @@ _asarray, _errstate, _unravel = np.asarray, np.errstate, np.unravel_index
 _isfinite, _isnan, _abs, _argmax, _where = np.isfinite, np.isnan, np.abs, np.argmax, np.where
 _np_float64, _np_number, _np_integer, _np_bool = np.float64, np.number, np.integer, np.bool_
 _prod = math.prod
+_parse, _walk, _unparse, _Attribute = ast.parse, ast.walk, ast.unparse, ast.Attribute
+_getsource, _dedent, _re_search, _re_error = inspect.getsource, textwrap.dedent, re.search, re.error
+_CodeType, _ModuleType = types.CodeType, types.ModuleType
+_BUILTINS, _MISSING = dict(vars(builtins)), object()
+_instructions, _ATTRIBUTE_LOADS = dis.get_instructions, frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR"})
 
 _OVERFLOW_HINT = "numerical overflow? subtract the max before exp / use a numerically stable formula"
 _NO_RETURN_HINT = "got None -- did you forget to `return` the result?"
@@ -299,6 +317,224 @@ def check_equal(actual, expected, name="output", hint=None):
         problem = ("wrong value" if a.ndim == 0 else
                    f"{int(bad.sum())} of {a.size} values differ; first at index {_fmt_shape(index)}")
         _fail(name, problem, _fmt_value(e[index]), _fmt_value(a[index]), hint)
+
+
+def _fmt_bound(value):
+    return _fmt_value(value) if isinstance(value, (int, float, _np_number)) else repr(value)
+
+
+def _fmt_range(low, high, exclusive):
+    if low is not None and high is not None:
+        return f"{'strictly ' if exclusive else ''}between {_fmt_bound(low)} and {_fmt_bound(high)}"
+    if low is not None:
+        return f"{'>' if exclusive else '>='} {_fmt_bound(low)}"
+    return f"{'<' if exclusive else '<='} {_fmt_bound(high)}"
+
+
+def check_in_range(x, low=None, high=None, name="value", hint=None, exclusive=False):
+    """Check that `x` (a number, tensor, array or list) lies in low <= x <= high, every element of it.
+
+    Either bound may be None (no bound on that side); with ``exclusive=True`` both comparisons
+    are strict (low < x < high). NaN is in no range. The message shows the first element out of range.
+
+    >>> check_in_range(ratio, high=1e-3, exclusive=True, name="first / last layer gradient")
+    """
+    if low is None and high is None:
+        raise ValueError("check_in_range: give low, high or both")
+    a = _student_array(x, name, hint)
+    with _errstate(invalid="ignore"):
+        ok = ~_isnan(a)  # NaN is in no range, also without bounds that would reject it
+        if low is not None:
+            ok = ok & ((a > low) if exclusive else (a >= low))
+        if high is not None:
+            ok = ok & ((a < high) if exclusive else (a <= high))
+    bad = ~ok
+    if bad.any():
+        index = _first_index(bad)
+        problem = ("out of range" if a.ndim == 0 else
+                   f"{int(bad.sum())} of {a.size} values out of range; first at index {_fmt_shape(index)}")
+        _fail(name, problem, _fmt_range(low, high, exclusive), _fmt_value(a[index]), hint)
+
+
+def _exception_names(exception) -> str:
+    classes = exception if isinstance(exception, tuple) else (exception,)
+    if not classes or not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes):
+        raise TypeError(f"check_raises: exception must be an exception class or a tuple of them, got {exception!r}")
+    return " or ".join(c.__name__ for c in classes)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _returned(x) -> str:
+    """What a call returned, on one line: "tuple ('sgd', 0.1)", "SGD (Parameter Group 0 ...", "None"."""
+    if x is None or isinstance(x, (_Tensor, _ndarray)):
+        return _describe(x)
+    text = _shorten(repr(x), 60)
+    return text if text.startswith(type(x).__name__) else f"{type(x).__name__} {text}"
+
+
+def _raised(error) -> str:
+    message = _shorten(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def check_raises(fn, exception, *args, name=None, hint=None, match=None, **kwargs):
+    """Check that ``fn(*args, **kwargs)`` raises `exception` (a class, or a tuple of classes).
+
+    With `match`, the error message must also contain it (a substring) or match it (a regular
+    expression, found anywhere in the message). Fails when the call returns normally, raises
+    another exception, or raises one whose message does not match. `name` defaults to the
+    function's name; keyword arguments called name, hint or match go through a lambda.
+
+    >>> check_raises(LeNet5, ValueError, activation="swish", match="choose one of")
+    """
+    expected = _exception_names(exception)
+    name = name or f"{getattr(fn, '__name__', 'the call')}(...)"
+    try:
+        result = fn(*args, **kwargs)
+    except exception as error:
+        caught, other = error, None
+    except Exception as error:  # noqa: BLE001 - any other exception is the student's to see
+        caught, other = None, error
+    else:
+        caught = other = None
+        _fail(name, "no exception", f"raises {expected}", f"no exception; it returned {_returned(result)}", hint)
+    if other is not None:
+        _fail(name, "wrong exception", f"raises {expected}", f"raised {_raised(other)}", hint)
+    if match is not None:
+        message = str(caught)
+        try:
+            found = match in message or _re_search(match, message) is not None
+        except _re_error:  # not a valid regular expression: a plain substring only
+            found = False
+        if not found:
+            _fail(name, "wrong error message", f"{expected} with a message matching {match!r}",
+                  f"raised {_raised(caught)}", hint)
+
+
+def _plain_name(name) -> str:
+    """How check_no_calls compares names: "log_softmax", "LogSoftmax" and "_log_softmax_" are the same."""
+    return str(name).lower().replace("_", "")
+
+
+def _object_name(obj) -> str:
+    if isinstance(obj, _ModuleType):
+        return obj.__name__
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None) or getattr(
+        obj, "__name__", None)
+    if qualname is None:
+        return repr(obj)
+    if qualname.startswith("TensorBase."):  # a Tensor method: z.softmax
+        return "Tensor." + qualname.split(".", 1)[1]
+    if module and module.startswith("torch") and "." in qualname:  # torch's builtins: _VariableFunctionsClass.exp
+        qualname = qualname.rsplit(".", 1)[1]
+    if module and module.startswith("torch._C"):
+        module = "torch"
+    if module and module.startswith("torch.nn.modules"):  # nn.Softmax, not torch.nn.modules.activation.Softmax
+        module = "torch.nn"
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname
+
+
+class _TorchCalls(TorchFunctionMode):
+    """Records every torch function (and Tensor method) called while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.called = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.called.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def _code_objects(code):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, _CodeType):  # lambdas, comprehensions and functions defined inside
+            yield from _code_objects(const)
+
+
+def _banned_in_source(fn, names) -> list:
+    """The attributes of a banned name that fn's code reads: from its source, or, when that is not
+    available (a lambda inside a longer line, code made by exec), from its bytecode."""
+    try:
+        tree = _parse(_dedent(_getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        code = getattr(fn, "__code__", None)
+        return [] if code is None else [
+            f".{op.argval} (in the code)" for inner in _code_objects(code) for op in _instructions(inner)
+            if op.opname in _ATTRIBUTE_LOADS and _plain_name(op.argval) in names]
+    return [f"{_unparse(node)} (in the source)" for node in _walk(tree)
+            if isinstance(node, _Attribute) and _plain_name(node.attr) in names]
+
+
+def _banned_referenced(fn, objects) -> list:
+    """The names in fn's code (and the code nested in it) that are bound to a banned object."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    scope = dict(getattr(fn, "__globals__", {}))
+    for var, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        try:
+            scope[var] = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            pass
+    found = []
+    for inner in _code_objects(code):
+        for var in (*inner.co_names, *inner.co_freevars):
+            value = scope.get(var, _MISSING)
+            if value is _MISSING:
+                value = _BUILTINS.get(var, _MISSING)
+            if any(value is obj for obj in objects):
+                found.append(f"{var} (= {_object_name(value)})")
+    return found
+
+
+def _banned_called(fn, args, names, objects) -> list:
+    with _TorchCalls() as calls:
+        fn(*args)
+    found = []
+    for func in calls.called:
+        plain = _plain_name(getattr(func, "__name__", ""))
+        if (plain in names or plain.removeprefix("special") in names  # torch.special.expit is "special_expit"
+                or any(func is obj for obj in objects)):
+            found.append(f"{_object_name(func)} (called)")
+    return found
+
+
+def check_no_calls(fn, banned, name=None, hint=None, args=None):
+    """Check that the student's function `fn` uses none of the functions in `banned`.
+
+    `banned` holds names (strings) and objects (functions, classes, modules). `fn` fails when
+    - its source has an attribute of a banned name (``torch.softmax``, ``F.softmax``, ``z.softmax``);
+      names are compared ignoring case and underscores, so "log_softmax" also bans ``nn.LogSoftmax``;
+    - a name in its code (or in the code defined inside it) refers, through its globals or its
+      closure, to a banned object: ``from torch import softmax as sm`` then ``sm(z)``;
+    - with `args` (a tuple): ``fn(*args)`` is run, and a torch function or Tensor method of a
+      banned name or object is called while it runs, also from helper functions it calls.
+    The message lists everything found. `name` defaults to the function's name.
+
+    >>> check_no_calls(softmax, ["softmax", "log_softmax", torch.softmax], args=(torch.randn(4, 10),))
+    """
+    banned = list(banned)
+    if not banned:
+        raise ValueError("check_no_calls: banned is empty; list the names or functions that fn must not use")
+    names = {_plain_name(b) for b in banned if isinstance(b, str)}
+    objects = [b for b in banned if not isinstance(b, str)]
+    fn_name = getattr(fn, "__name__", None) or repr(fn)
+    name = name or fn_name
+    func = getattr(fn, "__func__", fn)  # a bound method: its function
+    found = _banned_in_source(func, names) + _banned_referenced(func, objects)
+    if args is not None:
+        found += _banned_called(fn, tuple(args), names, objects)
+    if found:
+        listing = list(dict.fromkeys([b if isinstance(b, str) else _object_name(b) for b in banned]))
+        shown = ", ".join(listing[:8]) + (f", ... ({len(listing)} in all)" if len(listing) > 8 else "")
+        _fail(name, "uses a function it must not call", f"none of {shown}",
+              ", ".join(dict.fromkeys(found)), hint)
 
 
 def trace_layers(model, x) -> list:

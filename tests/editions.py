@@ -25,7 +25,7 @@ import nbformat
 from autograder import ROOT, labs
 from autograder.publish import publish
 from autograder.settings import load
-from autograder.vocabulary import MARKERS, is_answer, regions, without_markers  # noqa: F401 - MARKERS for test_labs
+from autograder.vocabulary import is_answer, regions, without_markers
 
 TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|[^\s\w]")
 LINE_TOKENS = 8

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from labkit import checks
 from labkit.checks import (
@@ -12,6 +14,9 @@ from labkit.checks import (
     check_dtype,
     check_equal,
     check_finite,
+    check_in_range,
+    check_no_calls,
+    check_raises,
     check_shape,
 )
 
@@ -409,6 +414,242 @@ def test_check_equal_checks_type_shape_then_dtype():
 def test_check_equal_scalar_tensor():
     msg = failure(check_equal, torch.tensor(3), torch.tensor(4))
     assert msg == "output: wrong value\n  expected: 4\n  got:      3"
+
+
+# ---------------------------------------------------------------- check_in_range
+
+@pytest.mark.parametrize("x, low, high, exclusive", [
+    (0.5, 0, 1, False), (0, 0, 1, False), (1, 0, 1, False), (0.5, 0, 1, True), (1e-5, None, 1e-3, True),
+    (2.6, 0.1, None, True), (torch.tensor([0.2, 0.7]), 0, 1, False), (np.array([3, 4]), 3, None, False),
+    ([0.01, 1.0], 0.0099, 1.0001, False), (torch.tensor(float("inf")), 0, None, False),
+])
+def test_check_in_range_passes(x, low, high, exclusive):
+    assert check_in_range(x, low, high, exclusive=exclusive) is None
+
+
+def test_check_in_range_number_below_an_exclusive_bound():
+    msg = failure(check_in_range, 0.013, low=0.1, exclusive=True, name="ReLU: first / last layer gradient",
+                  hint="the ReLU network should not lose its gradient")
+    assert msg == ("ReLU: first / last layer gradient: out of range\n"
+                   "  expected: > 0.1\n"
+                   "  got:      0.013\n"
+                   "  hint:     the ReLU network should not lose its gradient")
+
+
+@pytest.mark.parametrize("x, low, high, exclusive, expected", [
+    (0.5, None, 1e-3, True, "< 0.001"), (2.0, None, 1, False, "<= 1"), (-1.0, 0, None, False, ">= 0"),
+    (0.0, 0, None, True, "> 0"), (1.5, 0, 1, False, "between 0 and 1"), (1.0, 0, 1, True, "strictly between 0 and 1"),
+])
+def test_check_in_range_says_which_range(x, low, high, exclusive, expected):
+    msg = failure(check_in_range, x, low, high, exclusive=exclusive)
+    assert msg == f"value: out of range\n  expected: {expected}\n  got:      {x}"
+
+
+def test_check_in_range_tensor_reports_count_and_first_index():
+    msg = failure(check_in_range, torch.tensor([[0.5, -1.0], [2.0, 0.0]]), 0, 1, name="probs")
+    assert msg == ("probs: 2 of 4 values out of range; first at index (0, 1)\n"
+                   "  expected: between 0 and 1\n"
+                   "  got:      -1.0")
+
+
+def test_check_in_range_nan_is_in_no_range():
+    assert failure(check_in_range, float("nan"), low=0).endswith("  got:      nan")
+    assert "1 of 2 values out of range" in failure(check_in_range, torch.tensor([0.5, float("nan")]), high=1)
+
+
+def test_check_in_range_wrong_type_and_missing_bounds():
+    assert failure(check_in_range, None, 0, 1, name="ratio").startswith("ratio: wrong type\n")
+    with pytest.raises(ValueError, match="give low, high or both"):
+        check_in_range(0.5)
+
+
+# ---------------------------------------------------------------- check_raises
+
+def pick_optimizer(name, lr=0.1):
+    if name not in ("sgd", "adam"):
+        raise ValueError(f"unknown optimizer {name!r}: use sgd or adam")
+    return name, lr
+
+
+def test_check_raises_passes():
+    assert check_raises(pick_optimizer, ValueError, "rmsprop") is None
+    assert check_raises(pick_optimizer, ValueError, "rmsprop", lr=0.5, match="unknown optimizer") is None
+    assert check_raises(pick_optimizer, (TypeError, ValueError), "rmsprop", match=r"use \w+ or adam") is None
+    assert check_raises(pick_optimizer, ValueError, "x(", match="'x('") is None  # not a valid regex: a substring
+
+
+def test_check_raises_nothing_raised():
+    msg = failure(check_raises, pick_optimizer, ValueError, "sgd", name="pick_optimizer('sgd')",
+                  hint="raise ValueError for an unknown name")
+    assert msg == ("pick_optimizer('sgd'): no exception\n"
+                   "  expected: raises ValueError\n"
+                   "  got:      no exception; it returned tuple ('sgd', 0.1)\n"
+                   "  hint:     raise ValueError for an unknown name")
+
+
+def test_check_raises_shows_what_was_returned_on_one_line():
+    msg = failure(check_raises, lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU()), ValueError, name="build")
+    assert msg.splitlines()[2] == ("  got:      no exception; it returned Sequential( (0): Linear(in_features=2, "
+                                   "out_features=3, bi...")
+    assert msg.count("\n") == 2
+    assert "it returned torch.Tensor of shape (2,), torch.float32" in failure(check_raises, torch.zeros, ValueError, 2)
+
+
+def test_check_raises_default_name_and_none_returned():
+    msg = failure(check_raises, print, ValueError, end="")
+    assert msg == "print(...): no exception\n  expected: raises ValueError\n  got:      no exception; it returned None"
+
+
+def test_check_raises_another_exception():
+    msg = failure(check_raises, pick_optimizer, ValueError, name="pick_optimizer()")
+    assert msg == ("pick_optimizer(): wrong exception\n"
+                   "  expected: raises ValueError\n"
+                   "  got:      raised TypeError: pick_optimizer() missing 1 required positional argument: 'name'")
+    msg = failure(check_raises, lambda: {}["a"], (ValueError, TypeError), name="lookup")
+    assert "  expected: raises ValueError or TypeError\n  got:      raised KeyError: 'a'" in msg
+
+
+def test_check_raises_message_that_does_not_match():
+    msg = failure(check_raises, pick_optimizer, ValueError, "rmsprop", name="pick_optimizer('rmsprop')",
+                  match="choose one of")
+    assert msg == ("pick_optimizer('rmsprop'): wrong error message\n"
+                   "  expected: ValueError with a message matching 'choose one of'\n"
+                   "  got:      raised ValueError: unknown optimizer 'rmsprop': use sgd or adam")
+
+
+def test_check_raises_a_failing_check_is_not_the_expected_exception():
+    def checks_itself():
+        check_equal(1, 2)
+    assert "got:      raised CheckError: output: wrong value" in failure(check_raises, checks_itself, ValueError)
+    assert check_raises(checks_itself, AssertionError) is None
+
+
+def test_check_raises_rejects_a_non_exception():
+    with pytest.raises(TypeError, match="exception must be an exception class"):
+        check_raises(pick_optimizer, "ValueError", "x")
+
+
+# ---------------------------------------------------------------- check_no_calls
+
+SOFTMAXES = ["softmax", "log_softmax", "cross_entropy", torch.softmax, F.softmax]
+Z = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+
+
+def own_softmax(z):
+    exps = torch.exp(z - z.max(dim=1, keepdim=True).values)
+    return exps / exps.sum(dim=1, keepdim=True)
+
+
+def functional_softmax(z):
+    return F.softmax(z, dim=1)
+
+
+def method_softmax(z):
+    return z.softmax(dim=1)
+
+
+alias = torch.softmax
+
+
+def aliased_softmax(z):
+    return alias(z, 1)
+
+
+def hidden_softmax(z):
+    return functional_softmax(z)  # through a helper: only running it shows the call
+
+
+def module_softmax(z):
+    return nn.LogSoftmax(dim=1)(z).exp()
+
+
+def test_check_no_calls_passes_for_own_code():
+    assert check_no_calls(own_softmax, SOFTMAXES) is None
+    assert check_no_calls(own_softmax, SOFTMAXES, args=(Z,)) is None
+    assert check_no_calls(lambda z: own_softmax(z), SOFTMAXES, args=(Z,)) is None  # its own helper is fine
+
+
+def test_check_no_calls_message_layout():
+    msg = failure(check_no_calls, functional_softmax, SOFTMAXES, name="softmax(z)",
+                  hint="write it with torch.exp, .max and .sum")
+    assert msg == ("softmax(z): uses a function it must not call\n"
+                   "  expected: none of softmax, log_softmax, cross_entropy, torch.softmax, "
+                   "torch.nn.functional.softmax\n"
+                   "  got:      F.softmax (in the source)\n"
+                   "  hint:     write it with torch.exp, .max and .sum")
+
+
+@pytest.mark.parametrize("fn, args, got", [
+    (functional_softmax, None, "F.softmax (in the source), F (= torch.nn.functional)"),
+    (method_softmax, None, "z.softmax (in the source)"),
+    (aliased_softmax, None, "alias (= torch.softmax)"),
+    (module_softmax, None, "nn.LogSoftmax (in the source)"),
+    (hidden_softmax, (Z,), "torch.nn.functional.softmax (called)"),
+    (method_softmax, (Z,), "z.softmax (in the source), Tensor.softmax (called)"),
+])
+def test_check_no_calls_finds_names_objects_and_calls(fn, args, got):
+    banned = [*SOFTMAXES, F] if fn is functional_softmax else SOFTMAXES
+    msg = failure(check_no_calls, fn, banned, args=args)
+    assert msg.startswith(f"{fn.__name__}: uses a function it must not call\n")
+    assert msg.splitlines()[2] == f"  got:      {got}"
+
+
+def test_check_no_calls_without_running_misses_what_a_helper_calls():
+    assert check_no_calls(hidden_softmax, SOFTMAXES) is None
+    with pytest.raises(CheckError, match="called"):
+        check_no_calls(hidden_softmax, SOFTMAXES, args=(Z,))
+
+
+def test_check_no_calls_sees_closures_lambdas_and_comprehensions():
+    def make():
+        banned_fn = torch.softmax
+        return lambda z: [banned_fn(row, 0) for row in z]
+    assert "banned_fn (= torch.softmax)" in failure(check_no_calls, make(), SOFTMAXES)
+
+
+def test_check_no_calls_names_ignore_case_and_underscores():
+    def nll(z):
+        return nn.NLLLoss()(torch.log(own_softmax(z)), torch.zeros(len(z), dtype=torch.long))
+    assert "nn.NLLLoss (in the source)" in failure(check_no_calls, nll, ["nll_loss"])
+    def expit(x):
+        return torch.special.expit(x)
+    assert "torch.special.expit (in the source), torch.special_expit (called)" in failure(
+        check_no_calls, expit, ["expit"], args=(Z,))
+
+
+def test_check_no_calls_reads_the_bytecode_when_the_source_is_no_whole_statement():
+    msg = failure(check_no_calls,
+                  lambda x: x.sigmoid(), ["sigmoid"])  # getsource gives this line and the one above: no statement
+    assert msg.endswith("  got:      .sigmoid (in the code)")
+
+
+def test_check_no_calls_long_lists_are_shortened():
+    names = [f"f{i}" for i in range(12)]
+    msg = failure(check_no_calls, lambda x: x.f3(), names)
+    assert "  expected: none of f0, f1, f2, f3, f4, f5, f6, f7, ... (12 in all)\n" in msg
+
+
+def test_check_no_calls_without_source_still_checks_objects_and_calls():
+    namespace = {"torch": torch}
+    exec("def softmax(z):\n    return torch.softmax(z, 1)\n", namespace)  # no source file to read
+    assert failure(check_no_calls, namespace["softmax"], SOFTMAXES, args=(Z,)).endswith(
+        "  got:      .softmax (in the code), torch.softmax (called)")
+
+
+def test_check_no_calls_needs_something_banned():
+    with pytest.raises(ValueError, match="banned is empty"):
+        check_no_calls(own_softmax, [])
+
+
+def test_check_no_calls_cannot_be_fooled_by_patching_torch(monkeypatch):
+    import inspect
+
+    monkeypatch.setattr(torch.overrides, "TorchFunctionMode", object)  # a student breaking the recorder
+    monkeypatch.setattr(inspect, "getsource", lambda fn: "def f():\n    pass\n")  # ... and hiding the source
+    with pytest.raises(CheckError, match="called"):
+        check_no_calls(hidden_softmax, SOFTMAXES, args=(Z,))
+    with pytest.raises(CheckError, match=r"F\.softmax \(in the source\)"):
+        check_no_calls(functional_softmax, SOFTMAXES)
 
 
 # ---------------------------------------------------------------- robustness

@@ -208,7 +208,7 @@ def test_the_edition_package_needs_only_what_students_use(edition):
     project = tomllib.loads((edition / "pyproject.toml").read_text())["project"]
     assert project["name"] == "labkit-course"
     names = {re.match(r"[\w-]+", r)[0] for r in project["dependencies"]}
-    assert names == {"torch", "numpy", "matplotlib", "ipywidgets", "tqdm"}
+    assert names == {"torch", "numpy", "matplotlib", "ipywidgets", "tqdm", "filelock"}
     assert project["optional-dependencies"] == {"lab": ["jupyterlab>=4", "ipykernel>=6"]}
     for name in ("pyproject.toml", "requirements.txt", "environment.yml"):
         text = (edition / name).read_text()

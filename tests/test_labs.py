@@ -2,6 +2,7 @@
 real `nbgrader autograde` round trip per lab (solution = full marks, untouched release = 0,
 half-done in between).  The autograde runs in quick mode (nbgrader sets NBGRADER_EXECUTION).
 """
+import ast
 import json
 import shutil
 import time
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from editions import MARKERS, half_done, leaks
+from editions import half_done, leaks
+from IPython.core.inputtransformer2 import TransformerManager
 
 from autograder import CONFIG_DIR, ROOT, labs, nbgrader
 from autograder import solution_notebook as source
 from autograder.release import release
+from autograder.stamp import CELL_ID, STAMPED, cell_id
+from autograder.vocabulary import MARKERS
 
 LABS = labs()
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -62,6 +66,35 @@ def test_every_solution_region_says_what_to_write(lab):
                     f"{lab}: no '# TODO: ...' comment right above the solution in\n{cell.source}"
 
 
+def raw_asserts(code: str) -> list:
+    """The lines of ``code`` with an ``assert`` statement or a ``raise AssertionError``."""
+    tree = ast.parse(TransformerManager().transform_cell(code))
+    found = []
+    for node in ast.walk(tree):
+        raised = node.exc.func if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) else (
+            node.exc if isinstance(node, ast.Raise) else None)
+        if isinstance(node, ast.Assert) or (isinstance(raised, ast.Name) and raised.id == "AssertionError"):
+            found.append(f"line {node.lineno}: {ast.get_source_segment(code, node) or ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_graded_tests_speak_labkit_checks_not_raw_asserts(lab):
+    """Every graded test cell, visible and hidden part (the markers are comments), fails through
+    labkit.checks: a message with what was expected, what was got and a hint, never a bare assert."""
+    offending = {nbgrader_meta(c)["grade_id"]: raw_asserts(c.source) for c in source(lab).cells
+                 if c.cell_type == "code" and nbgrader_meta(c).get("grade")}
+    offending = {grade_id: found for grade_id, found in offending.items() if found}
+    assert not offending, f"{lab}: use labkit.checks (check_equal, check_raises, ...) instead of: {offending}"
+
+
+def test_raw_asserts_are_found_in_any_form():
+    code = ("x = 1\nassert x == 1, 'no'\nif x:\n    raise AssertionError('no')\n"
+            "try:\n    pass\nexcept ValueError:\n    raise AssertionError\n# assert in a comment is fine\n")
+    assert [f.split(":")[0] for f in raw_asserts(code)] == ["line 2", "line 4", "line 8"]
+    assert raw_asserts("from labkit.checks import check_raises\ncheck_raises(int, ValueError, 'x')") == []
+
+
 # ---------------------------------------------------------------- release: in sync, no leaks, clean
 
 def test_notebooks_are_what_nbgrader_generates_now(tmp_path):
@@ -86,8 +119,48 @@ def test_no_solution_or_hidden_test_appears_in_the_release():
         assert not any(marker in path.read_text() for marker in MARKERS), path
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "solutions").rglob("*.ipynb")) +
-                         sorted((ROOT / "notebooks").rglob("*.ipynb")), ids=lambda p: str(p.relative_to(ROOT)))
+NOTEBOOKS = sorted((ROOT / "solutions").rglob("*.ipynb")) + sorted((ROOT / "notebooks").rglob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebooks_have_stable_unique_cell_ids(path):
+    """nbformat 4.5: JupyterLab keeps the file as it is on save.  The cells that `make release` makes
+    anew (header, setup, hand-in, check) have fixed ids, so a release is the same every time."""
+    nb = json.loads(path.read_text())
+    assert (nb["nbformat"], nb["nbformat_minor"]) == (4, 5), f"{path.name} is nbformat {nb['nbformat']}." \
+        f"{nb['nbformat_minor']}: run `make release` (it upgrades the source once)"
+    ids = [cell.get("id") for cell in nb["cells"]]
+    assert all(isinstance(i, str) and CELL_ID.match(i) for i in ids), ids
+    assert len(ids) == len(set(ids)), f"repeated cell ids in {path.name}: {sorted(i for i in ids if ids.count(i) > 1)}"
+    for cell in nb["cells"]:
+        for tag in set(cell["metadata"].get("tags", [])) & set(STAMPED):
+            assert cell["id"] == cell_id(tag) == tag.replace(":", "-"), (tag, cell["id"])
+
+
+def test_stamping_upgrades_a_44_notebook_once_and_then_keeps_its_ids():
+    from autograder.settings import load
+    from autograder.stamp import stamp
+
+    cells = [nbformat.v4.new_markdown_cell("# A lab"), nbformat.v4.new_code_cell("import labkit as lk"),
+             nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("x = 1"),  # same source twice
+             nbformat.v4.new_code_cell("check(x)", metadata={"nbgrader": {"grade": True, "grade_id": "test_x",
+                                                                         "locked": True, "points": 1}})]
+    old = nbformat.v4.new_notebook(cells=cells)
+    old.nbformat_minor = 4
+    for cell in old.cells:
+        del cell["id"]
+    first = stamp(nbformat.from_dict(json.loads(json.dumps(old))), "07_tiny", load())
+    ids = [c.id for c in first.cells]
+    assert (first.nbformat, first.nbformat_minor) == (4, 5) and len(set(ids)) == len(ids)
+    assert ids[0] == "labkit-header" and ids[2] == "labkit-setup" and ids[-2:] == ["labkit-submit", "labkit-check"]
+    assert "test_x" in ids  # a graded cell is named after its grade id
+    again = stamp(nbformat.reads(nbformat.writes(first), as_version=4), "07_tiny", load())
+    assert nbformat.writes(again) == nbformat.writes(first)
+    fresh = stamp(nbformat.from_dict(json.loads(json.dumps(old))), "07_tiny", load())
+    assert [c.id for c in fresh.cells] == ids  # the upgrade itself gives the same ids every time
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_notebooks_in_git_carry_no_outputs_or_personal_metadata(path):
     nb = json.loads(path.read_text())
     assert set(nb["metadata"]) <= {"kernelspec", "language_info"}, nb["metadata"].keys()

@@ -44,6 +44,7 @@ def test_ranges_accept_what_colab_ships():
     ranges = {r.name: r.specifier for r in requirements()}
     assert ranges["ipywidgets"].contains("7.7.1") and ranges["ipywidgets"].contains("8.1.5")
     assert ranges["torch"].contains("2.5.1") and ranges["matplotlib"].contains("3.10.0")
+    assert ranges["filelock"].contains("3.18.0")
     assert not any(r.name == "torchvision" for r in requirements()), "torchvision must stay optional"
 
 

@@ -41,7 +41,7 @@ def plain_nbgrader(lab: str, k: int, base: Path) -> float:
     course = base / "plain"
     shutil.copytree(ROOT / "solutions" / lab, course / "source" / lab)
     (course / "nbgrader_config.py").write_text(
-        f"exec(open({str(CONFIG_DIR / 'nbgrader_config.py')!r}).read())\n"
+        f"load_subconfig({str(CONFIG_DIR / 'nbgrader_config.py')!r})  # the kit's settings, then this course's\n"
         f"c.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.source_directory = 'source'\nc.CourseDirectory.release_directory = 'release'\n")
     nbgrader("generate_assignment", lab, "--force", cwd=course)

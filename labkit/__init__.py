@@ -55,9 +55,11 @@ def __dir__():
 
 
 def _figure_png(figure):
+    """The figure as base64 PNG text, as Jupyter's inline backend gives it: raw bytes would reach
+    the browser as an object inside a widget's state (an Output widget's ``outputs``)."""
     from IPython.core.pylabtools import print_figure
 
-    return print_figure(figure, "png", bbox_inches="tight")
+    return print_figure(figure, "png", bbox_inches="tight", base64=True)
 
 
 def _show_figures_in_notebooks() -> None:

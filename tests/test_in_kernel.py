@@ -96,3 +96,15 @@ def test_the_hand_in_check_leaves_grading_to_nbgrader(monkeypatch):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     nb = run_cells("import labkit as lk\nlk.watch_tests()", "# graded test: test_a, 2 points\npass", CHECK)
     assert plain(nb.cells[-1]).startswith("demo: graded by nbgrader\nnbgrader ran this notebook")
+
+
+def test_a_demo_figure_reaches_the_browser_as_base64_png_text():
+    """The demos set an Output widget's state; raw PNG bytes there reach JupyterLab as an object
+    (the page showed `data:image/png;base64,[object Object]`), so the state must carry text."""
+    nb = run_cells("import base64, labkit as lk\n"
+                   "demo = lk.gradient_descent_demo(lr=0.05)\n"
+                   "demo.lr.value = 0.25\n"
+                   "data = demo.output.outputs[0]['data']['image/png']\n"
+                   "print(type(data).__name__, base64.b64decode(data)[:8] == b'\\x89PNG\\r\\n\\x1a\\n')",
+                   allow_errors=False)
+    assert "".join(o.get("text", "") for o in nb.cells[0].outputs).strip() == "str True"

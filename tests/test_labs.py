@@ -178,7 +178,7 @@ def autograde(lab: str, course: Path) -> dict:
     """Set up a course folder for one lab, autograde three students, return their results."""
     shutil.copytree(ROOT / "solutions" / lab, course / "source" / lab)
     (course / "nbgrader_config.py").write_text(
-        f"exec(open({str(CONFIG_DIR / 'nbgrader_config.py')!r}).read())\n"
+        f"load_subconfig({str(CONFIG_DIR / 'nbgrader_config.py')!r})  # the kit's settings, then this course's\n"
         f"c.CourseDirectory.root = {str(course)!r}\n"
         "c.CourseDirectory.source_directory = 'source'\nc.CourseDirectory.release_directory = 'release'\n"
         "c.Execute.timeout = 300\n")  # a hang guard: quick-mode cells take seconds

@@ -3,7 +3,7 @@
 #   make test   the same setup, then the whole test suite (what CI runs)
 # Other targets: make setup | data | release | student-edition | bench | bench-course | bench-grading | lab5-results | lock | clean
 # Grading (the course folder is the repo root unless COURSE=DIR):
-#   make collect LAB=03_mlp SOURCE=download.zip
+#   make collect LAB=03_mlp SOURCE=download.zip [ROSTER=lms-roster.csv] [LMS=canvas|moodle|none]
 #   make grade LAB=03_mlp [WORKERS=2]    make feedback LAB=03_mlp    make export
 
 PYTHON ?= python3
@@ -97,7 +97,8 @@ need-lab:
 # The instructor's pipeline (python -m autograder <command>; see the README, "Grading").
 collect: setup need-lab
 	@test -n "$(SOURCE)" || { echo "say what to collect: make collect LAB=$(LAB) SOURCE=download.zip"; exit 2; }
-	$(BIN)/python -m autograder collect $(LAB) "$(SOURCE)" $(COURSE_ARG)
+	$(BIN)/python -m autograder collect $(LAB) "$(SOURCE)" $(COURSE_ARG) $(if $(ROSTER),--roster "$(ROSTER)") \
+		$(if $(LMS),--lms $(LMS))
 
 grade: SYSTEM_PACKAGES := bubblewrap
 grade: system-packages setup data need-lab
@@ -107,7 +108,7 @@ feedback: setup need-lab
 	$(BIN)/python -m autograder feedback $(LAB) $(COURSE_ARG)
 
 export: setup
-	$(BIN)/python -m autograder export $(COURSE_ARG)
+	$(BIN)/python -m autograder export $(COURSE_ARG) $(if $(LMS),--lms $(LMS))
 
 # Re-resolve the newest versions pyproject.toml allows into constraints.txt, in a
 # throw-away venv.  torch is installed first at 2.13.0 so nothing pulls a newer one.

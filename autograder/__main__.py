@@ -4,9 +4,10 @@
   publish OUT                   write the student edition (notebooks, labkit, README) into OUT, to push for students
   results LAB [--jobs N]        regenerate a lab's recorded full-mode results (Lab 5; hours of CPU)
   collect LAB SOURCE            map an LMS download (zip or folder) to students; keep every file
+                                (--lms canvas|moodle --roster EXPORT: that LMS's own names, docs/lms.md)
   grade LAB [--workers N]       autograde every collected submission, each in its own sandbox
   feedback LAB                  one HTML file per student: each test's result and message
-  export                        every lab's scores in one CSV for the LMS
+  export                        every lab's scores in one CSV for the LMS (--lms: its gradebook import)
 
 The course folder (submissions, grades, feedback, gradebook) is the repository
 root unless --course DIR or LABKIT_COURSE says otherwise; the gradebook is
@@ -20,8 +21,13 @@ from autograder.isolation import Limits
 
 def _course(args):
     from autograder.course import Course
+    from autograder.nbgrader_course import ensure_config
 
-    return Course(args.course, getattr(args, "db", None))
+    course = Course(args.course, getattr(args, "db", None))
+    note = ensure_config(course)  # nbgrader's own tools (formgrader, nbgrader autograde ...) in that folder
+    if note:
+        print(note, file=sys.stderr)
+    return course
 
 
 def main(argv=None) -> int:
@@ -51,7 +57,11 @@ def main(argv=None) -> int:
     col.add_argument("--pattern", help="regular expression with a (?P<student>...) group, matched against each "
                                        "path inside SOURCE (default: <student>/... or course.toml's [submission] file "
                                        "rule, <student>_<lab>.ipynb)")
-    col.add_argument("--roster", help="file of allowed student ids (one per line, or CSV with the id first)")
+    col.add_argument("--roster", help="with --lms none: file of allowed student ids (one per line, or CSV with the id "
+                                      "first); with --lms canvas: Canvas's gradebook export; with --lms moodle: the "
+                                      "assignment's grading worksheet (docs/lms.md)")
+    col.add_argument("--lms", choices=["canvas", "moodle", "none"],
+                     help="whose download SOURCE is (default: course.toml [submission] lms)")
     col.add_argument("--max-size", type=float, metavar="MB",
                      help="larger files are recorded, not copied (default: course.toml [limits] max_size_mb)")
 
@@ -79,6 +89,9 @@ def main(argv=None) -> int:
 
     exp = commands.add_parser("export", parents=[common, with_db], help="all labs' scores in one CSV for the LMS")
     exp.add_argument("--to", metavar="FILE", help="output file (default: <course>/grades/all_labs.csv)")
+    exp.add_argument("--lms", choices=["canvas", "moodle", "none"],
+                     help="whose gradebook import the CSV is for; none: a plain table with a total "
+                          "(default: course.toml [submission] lms)")
 
     args = parser.parse_args(argv)
     if args.command == "release":
@@ -94,8 +107,10 @@ def main(argv=None) -> int:
     elif args.command == "collect":
         from autograder.collect import collect
 
-        collect(args.lab, args.source, _course(args), pattern=args.pattern, roster=args.roster,
-                max_bytes=args.max_size and int(args.max_size * 2**20))
+        course = _course(args)
+        collect(args.lab, args.source, course, pattern=args.pattern, roster=args.roster,
+                max_bytes=args.max_size and int(args.max_size * 2**20),
+                lms=args.lms or ("none" if args.pattern else course.settings.lms))  # --pattern: files named by hand
     elif args.command == "grade":
         from autograder.grade import grade
 
@@ -112,7 +127,8 @@ def main(argv=None) -> int:
     elif args.command == "export":
         from autograder.export import export
 
-        export(_course(args), args.to)
+        course = _course(args)
+        export(course, args.to, lms=args.lms or course.settings.lms)
     elif args.command == "results":
         from autograder.lab_results import regenerate, snapshot
 

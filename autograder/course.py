@@ -5,16 +5,17 @@ Everything below is generated and git-ignored::
 
     collected/<lab>/<student>/<time>-<sha>.<ext>  every file ever collected, never overwritten
     collected/<lab>/collect-log.csv               what collect did with each file, and why
-    submitted/<student>/<lab>/<lab>.ipynb         the submission being graded (the latest)
-    submitted/<student>/<lab>/submission.json     its original name, time, size, SHA-256
-    autograded/<student>/<lab>/<lab>.ipynb        the executed notebook (nbgrader's layout)
-    feedback/<student>/<lab>/<lab>.html           what the student gets back
+    submitted/<student>/<lab>/<notebook>.ipynb    the submission being graded (the latest of each notebook)
+    submitted/<student>/<lab>/submission.json     its original names, times, sizes, SHA-256
+    autograded/<student>/<lab>/<notebook>.ipynb   the executed notebooks (nbgrader's layout)
+    feedback/<student>/<lab>/<notebook>.html      what the student gets back
     grades/<lab>.csv, grades/all_labs.csv         one row per student / everything for the LMS
     gradebook.db                                  nbgrader's gradebook (or --db URL)
     .autograder/                                  the grader's private state (records, templates, logs)
 
-The lab sources are ``<course>/solutions/<lab>/<lab>.ipynb`` when the course
-folder has a ``solutions/`` folder, else the kit's own ``solutions/``; the settings are
+A lab is nbgrader's assignment: a folder ``<course>/solutions/<lab>/`` with one or more
+notebooks (the kit's labs have one, ``<lab>.ipynb``), when the course folder has a
+``solutions/`` folder, else the kit's own ``solutions/``; the settings are
 ``<course>/course.toml`` when it has one, else the kit's.
 """
 from __future__ import annotations
@@ -27,6 +28,13 @@ from pathlib import Path
 from autograder import ROOT
 from autograder.settings import Settings, settings_path
 from autograder.settings import load as load_settings
+
+
+def notebooks_in(folder: Path) -> list:
+    """The names (without .ipynb) of the notebooks directly inside ``folder``, sorted; hidden ones left out."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
 
 
 class Course:
@@ -43,12 +51,27 @@ class Course:
         return load_settings(settings_path(self.root))
 
     def labs(self) -> list:
-        return sorted(p.parent.name for p in self.solutions.glob("*/*.ipynb") if p.stem == p.parent.name)
+        """The labs (nbgrader's assignments): every folder of the sources that holds a notebook."""
+        if not self.solutions.is_dir():
+            return []
+        return sorted(p.name for p in self.solutions.iterdir() if p.is_dir() and notebooks_in(p))
+
+    def notebooks(self, lab: str) -> list:
+        """The notebook names of ``lab`` (without .ipynb), sorted: nbgrader's notebooks of the assignment.
+        The kit's labs have one, named as the lab; an assignment of nbgrader's layout may have several."""
+        return notebooks_in(self.solutions / lab)
 
     def check_lab(self, lab: str) -> None:
-        if lab not in self.labs():
-            raise SystemExit(f"unknown lab {lab!r}: expected one of {', '.join(self.labs()) or '(none)'} "
-                             f"(the folders of {self.solutions})")
+        """SystemExit naming the labs there are, or why the folder named is not one."""
+        if lab in self.labs():
+            return
+        folder = self.solutions / lab
+        if folder.is_dir():
+            raise SystemExit(f"{lab!r} is not a lab: {folder} holds no notebook (.ipynb) directly inside; put "
+                             f"the assignment's notebooks there (nbgrader's layout: {self.solutions}/{lab}/<any "
+                             "name>.ipynb)")
+        raise SystemExit(f"unknown lab {lab!r}: expected one of {', '.join(self.labs()) or '(none)'} "
+                         f"(the folders of {self.solutions} that hold notebooks)")
 
     def source_dir(self, lab: str) -> Path:
         return self.solutions / lab

@@ -1,6 +1,10 @@
 """`python -m autograder export`: every lab's scores in one CSV for the LMS.
 
-Layout (one row per student, one column per lab, as LMS gradebook imports expect)::
+``--lms canvas`` or ``moodle`` (the CLI's default: course.toml's ``[submission] lms``) writes the file that
+LMS's gradebook import takes as it is (autograder/lms.py, docs/lms.md): its identity columns first, as the
+roster export that ``collect --lms ... --roster`` read has them, then one column per lab titled by
+course.toml's ``[gradebook]``; Canvas gets its "Points Possible" row, Moodle no extra row; no total column
+(an LMS would take it for one more assignment).  ``--lms none`` keeps the generic table, for a spreadsheet::
 
     student,01_xor,02_softmax,...,total
     Points Possible,20,15,...,70
@@ -38,22 +42,39 @@ def table(course: Course) -> tuple:
     return labs, maximum, scores
 
 
-def export(course: Course | None = None, to: str | None = None, say=print) -> Path:
+def export(course: Course | None = None, to: str | None = None, say=print, lms: str = "none") -> Path:
     use_tool_path()
     course = course or Course()
     labs, maximum, scores = table(course)
     if not labs:
         raise SystemExit(f"nothing to export: no lab has been graded in {course.db_url}")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", *labs, "total"])
-    writer.writerow(["Points Possible", *(number(maximum[lab]) for lab in labs), number(sum(maximum.values()))])
-    for student in sorted(scores):
-        row = scores[student]
-        writer.writerow([student, *(number(row[lab]) if lab in row else "" for lab in labs),
+    left_out, notes = [], []
+    if lms == "none":
+        rows = [["student", *labs, "total"],
+                ["Points Possible", *(number(maximum[lab]) for lab in labs), number(sum(maximum.values()))]]
+        for student in sorted(scores):
+            row = scores[student]
+            rows.append([student, *(number(row[lab]) if lab in row else "" for lab in labs),
                          number(sum(row.values()))])
+    else:
+        from autograder.lms import export_rows
+
+        rows, left_out, notes = export_rows(course, lms, labs, maximum, scores, number)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
     path = Path(to) if to else course.root / "grades" / "all_labs.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(buffer.getvalue())
-    say(f"exported {len(scores)} student(s) x {len(labs)} lab(s) to {path}")
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    exported = len(scores) - len(left_out)
+    say(f"exported {exported} student(s) x {len(labs)} lab(s) to {path}" + (f" for {lms}" if lms != "none" else ""))
+    for note in notes:
+        say(f"note: {note}")
+    if left_out:
+        say(f"NOT EXPORTED: {len(left_out)} student(s) with grades but not in the {lms} roster: "
+            f"{', '.join(left_out)}. They were collected without --lms {lms} (or the roster lacks them): collect "
+            f"their files again with --lms {lms} and a roster that has them, or enter these grades by hand")
+    if lms != "none":
+        from autograder.lms import import_steps
+
+        say(import_steps(lms, path, course))
     return path

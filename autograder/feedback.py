@@ -84,18 +84,37 @@ def result_text(test: dict) -> str:
     return f"failed ({points})" + (f": {message}" if message else "")
 
 
-class RedactForFeedback(NbGraderPreprocessor):
-    """Summary on top, test cells reduced to their visible part and their result, hidden lines scrubbed."""
+def part_of(record: dict, notebook: str) -> dict:
+    """The record of one notebook of a submission: a lab of several notebooks keeps each one's in "parts"."""
+    for part in record.get("parts") or []:
+        if part.get("notebook") == notebook:
+            return {**part, "lab": f"{record['lab']}, {notebook}", "student": record["student"]}
+    return record
 
-    records_dir = Unicode("", config=True)
-    source_notebook = Unicode("", config=True)
+
+class RedactForFeedback(NbGraderPreprocessor):
+    """Summary on top, test cells reduced to their visible part and their result, hidden lines scrubbed.
+
+    The grader's record of the submission and the lab's source come from ``course_root`` (its
+    ``.autograder/records/<lab>/`` and its lab sources, as ``Course``), unless ``records_dir`` and
+    ``source_notebook`` name them.  A submission graded by `nbgrader autograde` alone (no record)
+    gets a summary from the gradebook, and no test messages where a test has hidden parts."""
+
+    course_root = Unicode("", config=True, help="the course folder (default: as autograder.course.Course)")
+    records_dir = Unicode("", config=True, help="the grader's records of this lab (default: from course_root)")
+    source_notebook = Unicode("", config=True, help="the lab's source notebook (default: from course_root)")
     keep_outputs = Bool(True, config=True, help="show the outputs of the student's own cells (redacted)")
 
     def preprocess(self, nb, resources):
-        student = resources["nbgrader"]["student"]
-        record = json.loads((Path(self.records_dir) / f"{student}.json").read_text())
-        source = nbformat.read(self.source_notebook, as_version=4)
+        info = resources["nbgrader"]
+        student, lab = info["student"], info["assignment"]
+        course = Course(self.course_root or None)
+        source_path = Path(self.source_notebook or course.source_dir(lab) / f"{info.get('notebook') or lab}.ipynb")
+        source = nbformat.read(source_path, as_version=4)
         secrets = secret_lines(source)
+        record_path = Path(self.records_dir or course.records(lab)) / f"{student}.json"
+        record = part_of(json.loads(record_path.read_text()), info.get("notebook") or lab) if record_path.exists() \
+            else record_from_gradebook(nb, source, info)
         tests = {t["name"]: t for t in record.get("tests", [])}
         for cell in nb.cells:
             name = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -113,6 +132,34 @@ class RedactForFeedback(NbGraderPreprocessor):
             cell.source = redact(cell.source, secrets)
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(summary_markdown(record, secrets)))
         return nb, resources
+
+
+def record_from_gradebook(nb, source, info: dict) -> dict:
+    """A summary record for a submission that `nbgrader autograde` graded without the kit's grader: the
+    gradebook's scores; a failed test's message only where the test has no hidden part."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(info["db_url"]) as gb:
+        graded = gb.find_submission_notebook(info.get("notebook") or info["assignment"], info["assignment"],
+                                             info["student"])
+        scores = {g.name: (g.score, g.max_score) for g in graded.grades}
+        total, max_score = graded.score, graded.max_score
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    tests = []
+    for cell in source.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade") or meta.get("grade_id") not in scores:
+            continue
+        name = meta["grade_id"]
+        score, points = scores[name]
+        hidden = bool(hidden_lines(cell.source))
+        errors = [o for o in cells.get(name, {}).get("outputs", []) if o.get("output_type") == "error"]
+        message = None if hidden or not errors else \
+            f"{errors[0].get('ename', 'Error')}: {plain(str(errors[0].get('evalue', '')))}".strip().rstrip(":")
+        tests.append({"name": name, "points": points, "score": score or 0, "passed": bool(points) and score == points,
+                      "message": message, "has_hidden": hidden, "failed_in_hidden": False})
+    return {"lab": info["assignment"], "student": info["student"], "score": total, "max_score": max_score,
+            "status": "graded", "events": ["graded by nbgrader autograde"], "tests": tests}
 
 
 def _md(text: str) -> str:
@@ -152,15 +199,27 @@ def plain_page(record: dict) -> str:
             f"<table border='1'><tr><th>test</th><th>result</th></tr>{rows}</table></body></html>")
 
 
+def feedback_config(outputs: bool = True):
+    """nbgrader's GenerateFeedback as the kit runs it (here, and `nbgrader generate_feedback` in a course folder
+    with the kit's nbgrader_config.py): the redaction first, outputs' HTML sanitized."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+    from traitlets.config import Config
+
+    c = Config()
+    c.GenerateFeedback.preprocessors = [RedactForFeedback, GetGrades, CSSHTMLHeaderPreprocessor]
+    c.RedactForFeedback.keep_outputs = outputs
+    c.HTMLExporter.sanitize_html = True
+    return c
+
+
 def feedback(lab: str, course: Course | None = None, outputs: bool = True, say=print) -> list:
-    """Write feedback/<student>/<lab>/<lab>.html for every graded student; return the paths.
+    """Write feedback/<student>/<lab>/<notebook>.html for every graded student and notebook; return the paths.
 
     ``outputs=False`` leaves out the outputs of the student's own cells (sources and test results only)."""
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.converters import GenerateFeedback
     from nbgrader.converters.base import NbGraderException
     from nbgrader.coursedir import CourseDirectory
-    from nbgrader.preprocessors import GetGrades
     from traitlets.config import Config
 
     use_tool_path()
@@ -170,7 +229,9 @@ def feedback(lab: str, course: Course | None = None, outputs: bool = True, say=p
     records = {s: r for s, r in records.items() if r}
     if not records:
         raise SystemExit(f"no graded submissions of {lab}: run `python -m autograder grade {lab}` first")
-    with_notebook = [s for s in records if (course.autograded(s, lab) / f"{lab}.ipynb").exists()]
+    notebooks = course.notebooks(lab)
+    with_notebook = [s for s in records if any((course.autograded(s, lab) / f"{n}.ipynb").exists()
+                                               for n in notebooks)]  # a lab may have several notebooks
     if with_notebook:
         c = Config()
         c.CourseDirectory.root = str(course.root)
@@ -178,13 +239,10 @@ def feedback(lab: str, course: Course | None = None, outputs: bool = True, say=p
         c.CourseDirectory.feedback_directory = "feedback"
         c.CourseDirectory.db_url = course.db_url
         c.CourseDirectory.assignment_id = lab
-        c.GenerateFeedback.force = True
-        c.GenerateFeedback.preprocessors = [RedactForFeedback, GetGrades, CSSHTMLHeaderPreprocessor]
-        c.RedactForFeedback.records_dir = str(course.records(lab))
-        c.RedactForFeedback.source_notebook = str(course.source_dir(lab) / f"{lab}.ipynb")
-        c.RedactForFeedback.keep_outputs = outputs
-        c.HTMLExporter.sanitize_html = True
         c.CourseDirectory.student_id = "*"
+        c.GenerateFeedback.force = True
+        c.merge(feedback_config(outputs))
+        c.RedactForFeedback.course_root = str(course.root)
         log = logging.getLogger("autograder.feedback")
         log.setLevel(logging.CRITICAL)
         try:
@@ -193,13 +251,16 @@ def feedback(lab: str, course: Course | None = None, outputs: bool = True, say=p
             say(f"nbgrader's feedback step failed for some students: {exc}")
     paths = []
     for student, record in sorted(records.items()):
-        path = course.feedback(student, lab) / f"{lab}.html"
-        if student not in with_notebook:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(plain_page(record))
-        if path.exists():
-            paths.append(path)
-        else:
-            say(f"no feedback written for {student}")
-    say(f"{lab}: feedback for {len(paths)} student(s) in {course.root / 'feedback'}/<student>/{lab}/{lab}.html")
+        for notebook in notebooks:
+            path = course.feedback(student, lab) / f"{notebook}.html"
+            if not (course.autograded(student, lab) / f"{notebook}.ipynb").exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(plain_page(part_of(record, notebook) if len(notebooks) > 1 else record))
+            if path.exists():
+                paths.append(path)
+            else:
+                say(f"no feedback written for {student} ({notebook}.ipynb)")
+    names = f"{notebooks[0]}.html" if len(notebooks) == 1 else "<notebook>.html"
+    say(f"{lab}: feedback for {len({p.parent.parent.name for p in paths})} student(s) in "
+        f"{course.root / 'feedback'}/<student>/{lab}/{names}")
     return paths

@@ -183,29 +183,34 @@ def run_jobs(jobs: list, workers: int, log_dir: Path, on_result) -> None:
 # ---------------------------------------------------------------------------- merging results
 
 def merge(course: Course, lab: str, result: dict) -> None:
-    """Write one result into the course's gradebook (manual grades kept) and copy the graded notebook."""
+    """Write one result into the course's gradebook (manual grades kept) and copy the graded notebooks."""
     from nbgrader.api import Gradebook
     from nbgrader.utils import parse_utc
 
     student = result["student"]
+    parts = {part["notebook"]: part for part in result.get("parts") or []}
     with Gradebook(course.db_url) as gb:
         gb.update_or_create_student(student)
         timestamp = parse_utc(result["timestamp"]) if result.get("timestamp") else None
-        gb.update_or_create_submission(lab, student, **({"timestamp": timestamp} if timestamp else {}))
-        notebook = gb.find_submission_notebook(lab, lab, student)
-        for grade in notebook.grades:
-            auto, _ = (result.get("grades") or {}).get(grade.name, [0 if result["status"] in
+        submission = gb.update_or_create_submission(lab, student, **({"timestamp": timestamp} if timestamp else {}))
+        for notebook in submission.notebooks:
+            part = parts.get(notebook.name, result)  # no parts: the grader failed on the whole submission
+            for grade in notebook.grades:
+                auto, _ = (part.get("grades") or {}).get(grade.name, [0 if part["status"] in
                                                                       ("invalid", "error") else None, None])
-            grade.auto_score = auto
-            grade.needs_manual_grade = grade.manual_score is not None or auto is None
+                grade.auto_score = auto
+                grade.needs_manual_grade = grade.manual_score is not None or auto is None
         gb.db.commit()
-    target = course.autograded(student, lab) / f"{lab}.ipynb"
-    if target.exists():
-        target.chmod(0o644)
-        target.unlink()
-    if result.get("autograded") and Path(result["autograded"]).exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(result["autograded"], target)
+        names = [notebook.name for notebook in submission.notebooks]
+    for name in names:
+        target = course.autograded(student, lab) / f"{name}.ipynb"
+        if target.exists():
+            target.chmod(0o644)
+            target.unlink()
+        graded = parts.get(name, {}).get("autograded")
+        if graded and Path(graded).exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(graded, target)
 
 
 def scores(course: Course, lab: str) -> dict:
@@ -225,7 +230,12 @@ def scores(course: Course, lab: str) -> dict:
 
 
 def reason(result: dict) -> str:
-    """The one-line reason of the CSV: what passed, what failed and why, what happened."""
+    """The one-line reason of the CSV: what passed, what failed and why, what happened; for a lab of several
+    notebooks, each notebook's part with its score."""
+    if len(result.get("parts") or []) > 1:
+        text = "; ".join(f"{part['notebook']} {number(part.get('score') or 0)}/{number(part.get('max_score'))}: "
+                         f"{reason(part)}" for part in result["parts"])
+        return text if len(text) <= 900 else text[:897] + "..."
     parts = []
     status = result.get("status")
     tests = result.get("tests") or []
@@ -349,7 +359,8 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
     jobs_dir = course.state / "jobs" / lab
     log_dir = course.state / "logs"
     graded = {}
-    counter = {"n": 0}
+    counter = {"n": 0, "retried": 0}  # first runs and second runs, counted apart
+    again = []
 
     def job_for(student):
         return {"lab": lab, "student": student, "submission_dir": str(course.submitted(student, lab)),
@@ -360,7 +371,10 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         result["reason"] = reason(result)
         result.setdefault("max_score", None)
         merge(course, lab, result)
-        record = {k: v for k, v in result.items() if k not in ("autograded",)}
+        record = {k: v for k, v in result.items() if k not in ("autograded", "parts")}
+        if len(result.get("parts") or []) > 1:
+            record["parts"] = [{k: v for k, v in part.items() if k not in ("autograded", "error_detail")}
+                               for part in result["parts"]]
         record.update(fingerprint=print_, graded_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       sha256=result.get("sha256") or course.submission(job["student"], lab).get("sha256"))
         if retried:
@@ -371,8 +385,10 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
             (log_dir / f"{lab}-{job['student']}.log").write_text(result["error_detail"])
         shutil.rmtree(job["job_dir"], ignore_errors=True)
         graded[job["student"]] = record
-        counter["n"] += 1
-        say(f"[{counter['n']}/{len(pending)}] {job['student']}: {number(result.get('score', 0))}/"
+        key = "retried" if retried else "n"
+        counter[key] += 1
+        where = f"again {counter['retried']}/{len(again)}" if retried else f"{counter['n']}/{len(pending)}"
+        say(f"[{where}] {job['student']}: {number(result.get('score', 0))}/"
             f"{number(result.get('max_score'))} {result['status']} ({result.get('wall_seconds', 0):.0f} s)")
 
     if not pending:
@@ -380,7 +396,7 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         return graded
     try:
         run_jobs([job_for(s) for s in pending], workers, log_dir, on_result)
-        again = [s for s, r in graded.items() if r["status"] in ("crashed", "error")]
+        again[:] = [s for s, r in graded.items() if r["status"] in ("crashed", "error")]
         if retry and workers > 1 and again:  # rule out interference from a submission graded alongside
             say(f"grading {len(again)} crashed submission(s) again, alone: {', '.join(again)}")
             run_jobs([job_for(s) for s in again], 1, log_dir,

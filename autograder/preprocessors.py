@@ -78,7 +78,12 @@ class RestoreCellMetadata(NbGraderPreprocessor):
     A cell whose grade id is not one of the lab's (another lab's notebook, a copy that
     DeduplicateIds emptied) loses its nbgrader metadata (nbgrader 0.9 would otherwise fail
     on it when it puts missing cells back); a known cell gets the lab's grade/solution/task
-    flags back (a test cell turned into a "solution" would not be autograded)."""
+    flags back (a test cell turned into a "solution" would not be autograded).
+
+    The notebook is brought to nbformat 4.5 first (every cell gets an id): nbgrader checks a
+    cell whose type it changes back (a test cell the student turned into markdown) against
+    the 4.5 schema, and a notebook saved without ids (nbformat 4.4: Colab, older JupyterLab)
+    would then stop the grading with "'id' is a required property"."""
 
     def preprocess(self, nb, resources):
         from nbgrader.api import Gradebook
@@ -89,7 +94,14 @@ class RestoreCellMetadata(NbGraderPreprocessor):
             grade = {c.name: c.max_score for c in notebook.grade_cells}
             solution = {c.name for c in notebook.solution_cells}
             task = {c.name for c in notebook.task_cells}
+        give_cell_ids(nb)
         known = {name for name, *_ in order}
+        types = {name: cell_type for name, cell_type, *_ in order}
+        for cell in nb.cells:
+            name = cell.metadata.get("nbgrader", {}).get("grade_id") if isinstance(
+                cell.metadata.get("nbgrader"), dict) else None
+            if types.get(name) == "code" and cell.cell_type != "code":
+                cell.pop("attachments", None)  # a markdown cell's images: no code cell may carry them
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader")
             if meta is None:
@@ -99,7 +111,7 @@ class RestoreCellMetadata(NbGraderPreprocessor):
                 del cell.metadata["nbgrader"]
             else:
                 meta.update(grade=name in grade, solution=name in solution, task=name in task)
-                if not meta["grade"]:
+                if not meta["grade"] and not meta["task"]:
                     meta.pop("points", None)
         self._add_missing(nb, order, grade, solution, task)
         return nb, resources
@@ -129,6 +141,21 @@ class RestoreCellMetadata(NbGraderPreprocessor):
             nb.cells.insert(at, new)
             present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
             previous = name
+
+
+def give_cell_ids(nb) -> None:
+    """nbformat 4.5 with an id in every cell: a missing one becomes ``cell-<index>`` (unique, and the
+    same every time the same file is graded)."""
+    nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 0))
+    taken = {cell.get("id") for cell in nb.cells}
+    for index, cell in enumerate(nb.cells):
+        if not cell.get("id"):
+            new, n = f"cell-{index}", 0
+            while new in taken:
+                n += 1
+                new = f"cell-{index}-{n}"
+            cell["id"] = new
+            taken.add(new)
 
 
 class ProtectTests(NbGraderPreprocessor):

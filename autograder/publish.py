@@ -9,7 +9,8 @@ It holds what students need and nothing else:
     pyproject.toml            the package "labkit-course" (import name labkit): only what students need
     requirements.txt, constraints.txt, environment.yml   the tested versions, for pip and conda
     jupyter-config/           installed with the package: JupyterLab without nbgrader's
-                              instructor tools and without the Jupyter news prompt
+                              instructor tools and without the Jupyter news prompt, and
+                              nbgrader's Validate with the course's cell limit
     LICENSE, .gitignore
 
 Never solutions/, autograder/, tests/, the gradebook or anything collected from students:
@@ -38,7 +39,7 @@ from autograder.stamp import LMS_NAMES
 # Every file a student edition may hold (paths relative to its root, fnmatch patterns).
 ALLOWED = ("README.md", "LICENSE", ".gitignore", "pyproject.toml", "requirements.txt", "constraints.txt",
            "environment.yml", "jupyter-config/labconfig/page_config.d/labkit-course.json",
-           "jupyter-config/jupyter_server_config.d/zz-labkit-course.json",
+           "jupyter-config/jupyter_server_config.d/zz-labkit-course.json", "jupyter-config/nbgrader_config.json",
            "labkit/*.py", "labkit/reference/*.json", "notebooks/*/*.ipynb")
 # nbgrader's instructor tools in JupyterLab (students keep the assignment list and Validate), and
 # JupyterLab's "would you like to receive official Jupyter news?" prompt.
@@ -76,8 +77,8 @@ def _toml(value) -> str:
 
 def pyproject(settings: Settings) -> str:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    data = "\n".join(f'"etc/jupyter/{Path(p).parent.relative_to("jupyter-config")}" = [{_toml(p)}]'
-                     for p in ALLOWED if p.startswith("jupyter-config/"))
+    data = "\n".join(f'"{"/".join(("etc/jupyter", *Path(p).parent.relative_to("jupyter-config").parts))}" = '
+                     f'[{_toml(p)}]' for p in ALLOWED if p.startswith("jupyter-config/"))
     source = settings.source_url()  # setuptools takes only web addresses here
     urls = f"[project.urls]\nSource = {_toml(source)}\n\n" if source.startswith(("https://", "http://")) else ""
     return f"""\
@@ -234,6 +235,10 @@ def files(settings: Settings, workdir: Path) -> dict:
         "jupyter-config/labconfig/page_config.d/labkit-course.json": json.dumps(page_config, indent=2) + "\n",
         # "zz-": JupyterLab reads a .d folder in name order, so this comes after nbgrader's own nbgrader.json
         "jupyter-config/jupyter_server_config.d/zz-labkit-course.json": json.dumps(server_config, indent=2) + "\n",
+        # Students' Validate button (where nbgrader is installed) runs each cell within the course's limit, as
+        # the grader does, not nbgrader's own 30 s (a Lab 5 cell can take longer on a laptop).
+        "jupyter-config/nbgrader_config.json": json.dumps({"Execute": {"timeout": settings.cell_timeout}},
+                                                          indent=2) + "\n",
     }
     out.update({name: body.encode() for name, body in text.items()})
     out["LICENSE"] = (ROOT / "LICENSE").read_bytes()

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import CONFIG_DIR, ROOT, labs
+from autograder.course import notebooks_in
 from autograder.settings import Settings, load
 from autograder.stamp import stamp
 
@@ -73,8 +74,13 @@ def release(lab_ids=None, release_dir: Path | None = None, settings: Settings | 
     solutions = Path(solutions or ROOT / "solutions").resolve()
     lab_ids = list(lab_ids or labs())
     for lab in lab_ids:
-        before, after = stamped(lab, settings, solutions)
-        if after != before:
-            source_path(lab, solutions).write_text(after, encoding="utf-8")
+        if source_path(lab, solutions).is_file():
+            before, after = stamped(lab, settings, solutions)
+            if after != before:
+                source_path(lab, solutions).write_text(after, encoding="utf-8")
+        elif not notebooks_in(solutions / lab):
+            raise SystemExit(f"cannot release {lab!r}: {solutions / lab} holds no notebook (.ipynb)")
+        # else an assignment of nbgrader's layout (several notebooks, any names): released as it is, since
+        # the kit's header, setup and hand-in cells are written for a lab of one notebook named as the lab
         generate(lab, solutions.parent, Path(release_dir or ROOT / "notebooks").resolve(), solutions.name)
     return lab_ids

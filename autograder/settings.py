@@ -21,6 +21,9 @@ FILE_NAME = "course.toml"
 DISTRIBUTION = "labkit-course"  # the student edition's name on PyPI ("labkit" is another project there)
 LMS = ("canvas", "moodle", "none")
 BRANCHES = ("main", "master", "HEAD", "develop", "dev", "trunk")  # refs that move: not a pin
+MOODLE_IDENTITIES = ("email", "idnumber", "username")  # the user fields Moodle's grade import maps a row by
+# Tables whose keys are lab ids: table -> what each value is.  (Checked here as strings; `export` checks the labs.)
+LAB_TABLES = {"gradebook": "the lab's column title in the LMS gradebook (docs/lms.md)"}
 
 # Every key: (table, key) -> (type, default or REQUIRED, what it is).  The error messages list these.
 REQUIRED = object()
@@ -34,6 +37,9 @@ KEYS = {
     ("submission", "example_id"): (str, REQUIRED, "an id that matches student_id, shown to students"),
     ("submission", "file"): (str, "{student_id}_{lab}.ipynb", "the file name students hand in"),
     ("submission", "lms"): (str, "none", f"where students hand in: {', '.join(LMS)}"),
+    ("submission", "moodle_identity"): (str, "email", f"the column of Moodle's grading worksheet that names a student "
+                                                      f"for the kit and for Moodle's grade import: "
+                                                      f"{', '.join(MOODLE_IDENTITIES)}"),
     ("limits", "cell_timeout"): (int, 300, "seconds of wall clock per cell"),
     ("limits", "notebook_timeout"): (int, 1200, "seconds of wall clock per notebook"),
     ("limits", "memory_mb"): (int, 3072, "address space per process, MB"),
@@ -59,12 +65,18 @@ class Settings:
     example_id: str
     file: str
     lms: str
+    moodle_identity: str
     cell_timeout: int
     notebook_timeout: int
     memory_mb: int
     max_procs: int
     threads: int
     max_size_mb: float
+    gradebook: tuple = ()  # ((lab, column title in the LMS gradebook), ...) from [gradebook]
+
+    def gradebook_title(self, lab: str) -> str:
+        """The lab's column title in the LMS gradebook: [gradebook] <lab>, else the lab id."""
+        return dict(self.gradebook).get(lab, lab)
 
     # ------------------------------------------------------------------ what the notebooks show
 
@@ -129,10 +141,15 @@ def load(path: str | Path | None = None) -> Settings:
     def fail(what: str):
         raise SettingsError(f"{path}: {what}")
 
-    tables = {table for table, _ in KEYS}
+    tables = {table for table, _ in KEYS} | set(LAB_TABLES)
     for table, body in data.items():
         if table not in tables or not isinstance(body, dict):
             fail(f"unknown table [{table}]: expected {', '.join(f'[{t}]' for t in sorted(tables))}")
+        if table in LAB_TABLES:
+            for lab, value in body.items():
+                if not isinstance(value, str) or not value.strip():
+                    fail(f"[{table}] {lab} must be a non-empty string, got {value!r} ({LAB_TABLES[table]})")
+            continue
         for key in body:
             if (table, key) not in KEYS:
                 known = ", ".join(k for t, k in KEYS if t == table)
@@ -171,7 +188,11 @@ def load(path: str | Path | None = None) -> Settings:
              f"in .ipynb (e.g. '{{student_id}}_{{lab}}.ipynb'), got {file!r}")
     if values["lms"] not in LMS:
         fail(f"[submission] lms must be one of {', '.join(LMS)}, got {values['lms']!r}")
-    return Settings(path=path, **values)
+    if values["moodle_identity"] not in MOODLE_IDENTITIES:
+        fail(f"[submission] moodle_identity must be one of {', '.join(MOODLE_IDENTITIES)}, "
+             f"got {values['moodle_identity']!r}")
+    gradebook = tuple((lab, title.strip()) for lab, title in data.get("gradebook", {}).items())
+    return Settings(path=path, gradebook=gradebook, **values)
 
 
 def canonical(name: str) -> str:

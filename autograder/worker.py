@@ -90,7 +90,7 @@ def compare(nb, source: dict) -> tuple:
             notes.append(f"cell '{name}' appears {len(copies)} times: only the last copy was graded")
         last = copies[-1]
         meta = last.metadata.get("nbgrader", {})
-        if bool(meta.get("grade")) != (kind == "test" or cell["points"] > 0) or bool(meta.get("solution")) != \
+        if bool(meta.get("grade")) != cell["graded"] or bool(meta.get("solution")) != \
                 (kind == "answer"):
             notes.append(f"{kind} cell '{name}' had its grading metadata changed: the lab's was used")
         if last.cell_type != cell["cell_type"]:
@@ -112,24 +112,27 @@ def compare(nb, source: dict) -> tuple:
     return notes, found
 
 
-def source_structure(gradebook_url: str, lab: str) -> dict:
-    """The lab's cells as nbgrader stored them in the (template) gradebook."""
+def source_structure(gradebook_url: str, lab: str, notebook: str | None = None) -> dict:
+    """The cells of one of the lab's notebooks (default: the one named as the lab) as nbgrader stored them
+    in the (template) gradebook."""
     from nbgrader.api import Gradebook
 
     with Gradebook(gradebook_url) as gb:
-        notebook = gb.find_notebook(lab, lab)
-        grade = {c.name: c.max_score for c in notebook.grade_cells}
-        solution = {c.name for c in notebook.solution_cells}
-        task = {c.name for c in notebook.task_cells}
+        cells_of = gb.find_notebook(notebook or lab, lab)
+        grade = {c.name: c.max_score for c in cells_of.grade_cells}
+        solution = {c.name for c in cells_of.solution_cells}
+        task = {c.name: c.max_score for c in cells_of.task_cells}
         cells = {c.name: {"cell_type": c.cell_type, "locked": c.locked, "source": c.source,
                           "kind": kind_of(c.cell_type, c.name in grade, c.name in solution, c.locked, c.name in task),
-                          "points": grade.get(c.name, 0)} for c in notebook.source_cells}
-        return {"cells": cells, "kernelspec": json.loads(notebook.kernelspec) if notebook.kernelspec else None}
+                          "graded": c.name in grade, "points": grade.get(c.name, task.get(c.name, 0))}
+                 for c in cells_of.source_cells}
+        return {"cells": cells, "kernelspec": json.loads(cells_of.kernelspec) if cells_of.kernelspec else None}
 
 
 # ---------------------------------------------------------------------------- nbgrader, configured
 
-def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: Path, limits: Limits):
+def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: Path, limits: Limits,
+                     notebook: str = "*"):
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
         AssignLatePenalties,
@@ -154,6 +157,7 @@ def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: P
     c.CourseDirectory.db_url = f"sqlite:///{course_dir / 'gradebook.db'}"
     c.CourseDirectory.assignment_id = lab
     c.CourseDirectory.student_id = student
+    c.CourseDirectory.notebook_id = notebook
     c.Autograde.force = True
     c.Autograde.create_student = True
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,
@@ -182,13 +186,13 @@ class _Capture(logging.Handler):
         self.lines.append(record.getMessage()[:8000])
 
 
-def run_nbgrader(course_dir, lab, student, sandbox_config, limits) -> list:
-    """nbgrader autograde of one submission; the warnings and errors it logged."""
+def run_nbgrader(course_dir, lab, student, sandbox_config, limits, notebook="*") -> list:
+    """nbgrader autograde of one submission (one of its notebooks); the warnings and errors it logged."""
     from nbgrader.converters import Autograde
     from nbgrader.converters.base import NbGraderException
     from nbgrader.coursedir import CourseDirectory
 
-    cfg = autograde_config(course_dir, lab, student, sandbox_config, limits)
+    cfg = autograde_config(course_dir, lab, student, sandbox_config, limits, notebook)
     log = logging.getLogger("autograder.nbgrader")
     log.propagate = False
     capture = _Capture()
@@ -205,23 +209,78 @@ def run_nbgrader(course_dir, lab, student, sandbox_config, limits) -> list:
 # ---------------------------------------------------------------------------- one job
 
 def grade_one(job: dict) -> dict:
+    """Grade one student's submission of a lab: each of the lab's notebooks in its own sandboxed run.
+
+    The result is the submission's (score and maximum summed, the worst status); with several
+    notebooks, ``parts`` holds each notebook's own result (a lab of one notebook has one part)."""
+    lab, student = job["lab"], job["student"]
+    submitted = Path(job["submission_dir"])
+    meta = json.loads((submitted / "submission.json").read_text())
+    template = Path(job["template"])
+    notebooks = lab_notebooks(f"sqlite:///{template / 'gradebook.db'}", lab)
+    files = meta.get("notebooks") or {notebooks[0]: meta}  # written before labs had several notebooks: one file
+    parts = []
+    for notebook in notebooks:
+        if notebook in files:
+            part = grade_notebook(job, notebook, files[notebook])
+        else:
+            part = _not_handed_in(job, notebook)
+        parts.append(part)
+    if len(parts) == 1:
+        return {**parts[0], "parts": parts}
+    return combine(student, lab, meta, parts, job["mode"])
+
+
+def lab_notebooks(gradebook_url: str, lab: str) -> list:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook_url) as gb:
+        return sorted(n.name for n in gb.find_assignment(lab).notebooks)
+
+
+SEVERITY = ["error", "crashed", "timeout", "review", "graded", "invalid"]  # the first that a part has wins
+
+
+def combine(student: str, lab: str, meta: dict, parts: list, mode: str) -> dict:
+    """The submission of a lab of several notebooks: one result, each notebook's in ``parts``."""
+    handed_in = [p for p in parts if p["status"] != "invalid"] or parts
+    status = min((p["status"] for p in handed_in), key=SEVERITY.index)
+    return {"student": student, "lab": lab, "sha256": meta.get("sha256"), "timestamp": meta.get("timestamp"),
+            "file": meta.get("file"), "sandbox": mode, "status": status,
+            "score": sum(p.get("score") or 0 for p in parts), "max_score": sum(p.get("max_score") or 0 for p in parts),
+            "tests": [dict(t, notebook=p["notebook"]) for p in parts for t in p.get("tests") or []],
+            "seconds": round(sum(p.get("seconds") or 0 for p in parts), 1), "parts": parts,
+            **({"error_detail": "\n\n".join(p["error_detail"] for p in parts if p.get("error_detail"))}
+               if any(p.get("error_detail") for p in parts) else {})}
+
+
+def _not_handed_in(job: dict, notebook: str) -> dict:
+    source = source_structure(f"sqlite:///{Path(job['template']) / 'gradebook.db'}", job["lab"], notebook)
+    points = {n: c["points"] for n, c in source["cells"].items() if c["points"]}
+    return {"student": job["student"], "lab": job["lab"], "notebook": notebook, "status": "invalid", "score": 0,
+            "max_score": sum(points.values()), "grades": {n: [0, p] for n, p in points.items()}, "tests": [],
+            "notes": [], "reason": f"{notebook}.ipynb was not handed in"}
+
+
+def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
+    """One notebook of a submission, autograded by nbgrader in a private course folder, its kernel sandboxed."""
     lab, student = job["lab"], job["student"]
     limits = Limits.from_json(job["limits"])
     submitted = Path(job["submission_dir"])
-    meta = json.loads((submitted / "submission.json").read_text())
-    result = {"student": student, "lab": lab, "sha256": meta.get("sha256"), "timestamp": meta.get("timestamp"),
-              "file": meta.get("file"), "grades": {}, "tests": [], "notes": [], "sandbox": job["mode"]}
+    result = {"student": student, "lab": lab, "notebook": notebook, "sha256": meta.get("sha256"),
+              "timestamp": meta.get("timestamp"), "file": meta.get("file"), "grades": {}, "tests": [], "notes": [],
+              "sandbox": job["mode"]}
     template = Path(job["template"])
-    source = source_structure(f"sqlite:///{template / 'gradebook.db'}", lab)
+    source = source_structure(f"sqlite:///{template / 'gradebook.db'}", lab, notebook)
     result["max_score"] = sum(c["points"] for c in source["cells"].values())
-    nb, problem = read_submission(submitted / f"{lab}.ipynb", meta, job["max_bytes"])
+    nb, problem = read_submission(submitted / f"{notebook}.ipynb", meta, job["max_bytes"])
     if problem:
         result.update(status="invalid", score=0, reason=problem)
         result["grades"] = {n: [0, c["points"]] for n, c in source["cells"].items() if c["points"]}
         return result
     result["notes"], _ = compare(nb, source)
 
-    job_dir = Path(job["job_dir"])
+    job_dir = Path(job["job_dir"]) / notebook
     shutil.rmtree(job_dir, ignore_errors=True)
     course_dir = job_dir / "course"
     (course_dir / "source").mkdir(parents=True)
@@ -230,26 +289,26 @@ def grade_one(job: dict) -> dict:
     shutil.copy(template / "gradebook.db", course_dir / "gradebook.db")
     sub_dir = course_dir / "submitted" / student / lab
     sub_dir.mkdir(parents=True)
-    nbformat.write(nb, sub_dir / f"{lab}.ipynb")
+    nbformat.write(nb, sub_dir / f"{notebook}.ipynb")
     if meta.get("timestamp"):
         (sub_dir / "timestamp.txt").write_text(meta["timestamp"])
 
     sandbox = SandboxDir(job["slot"], job["mode"])
     try:
         shutil.copytree(course_dir / "source" / lab, sandbox.home, dirs_exist_ok=True)
-        nbformat.write(nb, sandbox.home / f"{lab}.ipynb")
+        nbformat.write(nb, sandbox.home / f"{notebook}.ipynb")
         _copy_matplotlib_cache(sandbox.home / ".config" / "matplotlib")
         cfg = config(sandbox, limits, job["mode"], report=job_dir / "sandbox-report.json",
                      stderr=job_dir / "kernel.log")
         sandbox_config = write_config(sandbox, cfg)
         sandbox.hand_over()
         RUNS.clear()
-        log = run_nbgrader(course_dir, lab, student, sandbox_config, limits)
+        log = run_nbgrader(course_dir, lab, student, sandbox_config, limits, notebook)
     finally:
         sandbox.remove()
     run = RUNS.get((lab, student), Run())
     report = _read_report(job_dir / "sandbox-report.json")
-    result.update(_results(course_dir, lab, student, source, run, report, log, job_dir))
+    result.update(_results(course_dir, lab, notebook, student, source, run, report, log, job_dir))
     return result
 
 
@@ -287,19 +346,19 @@ def _message(cell) -> str | None:
     return None
 
 
-def _results(course_dir, lab, student, source, run: Run, report: dict, log: list, job_dir: Path) -> dict:
+def _results(course_dir, lab, notebook, student, source, run: Run, report: dict, log: list, job_dir: Path) -> dict:
     from nbgrader.api import Gradebook, MissingEntry
 
     out = {"events": [], "restored": list(run.restored), "seconds": round(run.seconds, 1)}
     grades = {}
     try:
         with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-            for grade in gb.find_submission_notebook(lab, lab, student).grades:
+            for grade in gb.find_submission_notebook(notebook, lab, student).grades:
                 grades[grade.name] = [grade.auto_score, grade.max_score]
     except MissingEntry:
         pass
     out["grades"] = grades
-    graded_path = course_dir / "autograded" / student / lab / f"{lab}.ipynb"
+    graded_path = course_dir / "autograded" / student / lab / f"{notebook}.ipynb"
     cells = {}
     if graded_path.exists():
         out["autograded"] = str(graded_path)

@@ -44,3 +44,15 @@ def fashion_mnist():
     from labkit.data import load_fashion_mnist
 
     return _load(load_fashion_mnist)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The grading sandbox works here, or the tests that need it skip (fail under CI=true) saying why."""
+    from autograder.isolation import describe, probe
+
+    result = probe()
+    require(result.get("ok"), f"the grading sandbox does not work here ({describe(result)}): install Debian's "
+                              "bubblewrap; it needs Linux with user namespaces or root (docs/grading.md, "
+                              "'Without root, without namespaces')")
+    return result

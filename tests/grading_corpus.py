@@ -127,6 +127,20 @@ def _without(nb, grade_id):
     return nb
 
 
+def _as_markdown_in_v44(nb, grade_id) -> bytes:
+    """A correct notebook saved as nbformat 4.4 (no cell ids: older JupyterLab, Colab), one test cell turned
+    into a markdown cell the way JupyterLab does it (the "M" key: outputs and execution count dropped)."""
+    data = json.loads(nbformat.writes(nb))
+    data["nbformat_minor"] = 4
+    for cell in data["cells"]:
+        cell.pop("id", None)
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            cell["cell_type"] = "markdown"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+    return json.dumps(data, indent=1).encode()
+
+
 def _find(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
@@ -165,6 +179,7 @@ def corpus(course_root, port: int, other_student_file: str, gradebook: str) -> d
     cell = _find(changed, "test_add")
     changed.cells[changed.cells.index(cell)] = new_markdown_cell(cell.source, metadata=cell.metadata)
     add_file("changed-type_07_tiny.ipynb", changed)
+    add_file("markdown-test_07_tiny.ipynb", _as_markdown_in_v44(student_notebook(), "test_add"))
     duplicated = student_notebook(add="wrong")
     copy = nbformat.from_dict(json.loads(json.dumps(_find(duplicated, "test_add"))))
     copy.source = "pass  # a copy with the checks removed"
@@ -281,6 +296,8 @@ EXPECTED = {
     "deleted-test": ("graded", 3, ["test cell 'test_add' was missing", "test_add"]),
     "edited-test": ("graded", 2, ["was edited", "test_scale"]),
     "changed-type": ("graded", 3, ["changed to markdown", "test_add"]),
+    "markdown-test": ("graded", 5, ["passed 3 of 3", "test cell 'test_add' was changed to markdown: nbgrader "
+                                                     "changed it back"]),
     "duplicated-cell": ("graded", 3, ["appears 2 times", "test_add"]),
     "patch-allclose": ("review", 2, ["torch.allclose", "test_scale_allclose"]),
     "patch-assert": ("review", 0, ["AssertionError", "custom exception"]),

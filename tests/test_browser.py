@@ -8,20 +8,16 @@ error output.  Screenshots go to test-artifacts/browser/.  The server and the
 browser are shut down whatever happens.
 """
 import json
-import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import require
+from lab_server import jupyterlab, wait_until
 
-from autograder import ROOT, labs, tool_env
+from autograder import ROOT, labs
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -31,23 +27,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 require(CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (sudo apt-get install chromium; "
                            "`make test` does it when run as root); no browser is ever downloaded")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: run `make setup`")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
-    """Poll ``condition`` until it is truthy; fail with ``what`` after ``timeout`` seconds (a hang guard)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -60,33 +39,11 @@ def server(tmp_path_factory):
     labconfig.mkdir(parents=True)  # no "news" pop-up over the screenshots
     (labconfig / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(tool_env(), LABKIT_QUICK="1", JUPYTER_CONFIG_DIR=str(root / ".jupyter"))
-    log = open(root / "jupyterlab.log", "w")  # noqa: SIM115 - closed in the teardown below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.open_browser=False", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        def up():
-            try:
-                return urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).status == 200
-            except OSError:
-                return process.poll() is not None  # stop waiting if the server died
-        wait_until(up, 120, "JupyterLab to start")
-        assert process.poll() is None, (root / "jupyterlab.log").read_text()[-3000:]
-        yield {"base": base, "token": token, "root": root}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    env = {"LABKIT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
+    with jupyterlab(root, root / "jupyterlab.log", env=env,
+                    args=["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+                          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]) as lab:
+        yield {"base": lab.base, "token": lab.token, "root": root}
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,9 @@ tools and the Jupyter news prompt.
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -24,6 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from editions import kernelspec, leaks, publish_edition, settings_file, text_output, with_answers
+from lab_server import jupyterlab
 from nbclient import NotebookClient
 
 from autograder import ROOT, labs, solution_notebook, tool_env
@@ -149,7 +147,7 @@ def edition(tmp_path_factory):
 def test_the_edition_holds_what_students_need_and_nothing_else(edition):
     expected = {"README.md", "LICENSE", ".gitignore", "pyproject.toml", "requirements.txt", "constraints.txt",
                 "environment.yml", "jupyter-config/labconfig/page_config.d/labkit-course.json",
-                "jupyter-config/jupyter_server_config.d/zz-labkit-course.json",
+                "jupyter-config/jupyter_server_config.d/zz-labkit-course.json", "jupyter-config/nbgrader_config.json",
                 "labkit/reference/05_lenet.json",
                 *(f"labkit/{p.name}" for p in (ROOT / "labkit").glob("*.py")),
                 *(f"notebooks/{lab}/{lab}.ipynb" for lab in LABS)}
@@ -212,7 +210,24 @@ def test_the_edition_package_needs_only_what_students_use(edition):
     assert project["optional-dependencies"] == {"lab": ["jupyterlab>=4", "ipykernel>=6"]}
     for name in ("pyproject.toml", "requirements.txt", "environment.yml"):
         text = (edition / name).read_text()
-        assert not re.search(r"nbgrader|playwright|pytest|grader,dev", text), name
+        # (the one mention allowed: the data file that gives students' Validate the course's cell limit)
+        assert not re.search(r"nbgrader(?!_config\.json)|playwright|pytest|grader,dev", text), name
+
+
+def test_students_validate_runs_within_the_course_cell_limit(edition, tmp_path):
+    """nbgrader's Validate, where a student has nbgrader, reads the edition's nbgrader_config.json from the
+    environment's etc/jupyter (where pip installs jupyter-config/): the course's cell limit, not 30 s."""
+    data = tomllib.loads((edition / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    assert data["etc/jupyter"] == ["jupyter-config/nbgrader_config.json"], data
+    script = ("from nbgrader.apps import NbGrader\nfrom nbgrader.preprocessors import Execute\n"
+              "from nbgrader.validator import Validator\napp = NbGrader()\napp.load_config_file()\n"
+              "print(Execute(parent=Validator(config=app.config)).timeout)\n")
+    env = dict(tool_env(), JUPYTER_CONFIG_PATH=str(edition / "jupyter-config"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "user-config"))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.strip().splitlines()[-1]) == load().cell_timeout != 30
 
 
 def test_the_student_readme_says_how_to_open_check_and_hand_in(edition):
@@ -302,44 +317,19 @@ def test_the_hand_in_check_tells_passed_failed_and_unrun_tests_apart(student_ven
 
 # ---------------------------------------------------------------------------- JupyterLab for students
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def lab_page_config(python: Path, tmp_path: Path) -> tuple:
     """Start JupyterLab from ``python`` on 127.0.0.1; return (its page config, the status of /formgrader)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(tool_env(), JUPYTER_CONFIG_DIR=str(tmp_path / "user-config"), JUPYTER_DATA_DIR=str(tmp_path / "data"))
-    log = open(tmp_path / f"lab-{port}.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [str(python), "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-         *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                page = urllib.request.urlopen(f"{base}/lab?token={token}", timeout=5).read().decode()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / f"lab-{port}.log").read_text()
-                time.sleep(0.5)
+    env = {"JUPYTER_CONFIG_DIR": str(tmp_path / "user-config"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    with jupyterlab(tmp_path, tmp_path / "lab.log", python=python, env=env, cwd=tmp_path) as server:
+        page = urllib.request.urlopen(f"{server.base}/lab?token={server.token}", timeout=30).read().decode()
         config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
                                       page, re.S)[1])
         try:
-            status = urllib.request.urlopen(f"{base}/formgrader?token={token}", timeout=10).status
+            status = urllib.request.urlopen(f"{server.base}/formgrader?token={server.token}", timeout=10).status
         except urllib.error.HTTPError as error:
             status = error.code
         return config, status
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_students_jupyterlab_hides_the_instructor_tools_and_the_news_prompt(student_venv, tmp_path):

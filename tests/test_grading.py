@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from conftest import require
 from editions import half_done
 from grading_corpus import CANARY, EXPECTED, LAB, corpus, source_notebook, student_notebook
 
@@ -27,7 +26,7 @@ from autograder.course import Course
 from autograder.export import export
 from autograder.feedback import feedback, secret_lines
 from autograder.grade import grade
-from autograder.isolation import Limits, describe, probe
+from autograder.isolation import Limits
 from autograder.settings import load as load_settings
 from autograder.worker import read_submission
 
@@ -70,15 +69,6 @@ class Listener:
 
 
 # ---------------------------------------------------------------- fast checks, no kernels
-
-@pytest.fixture(scope="session")
-def sandbox():
-    """The grading sandbox works here, or the tests that need it skip (fail under CI=true) saying why."""
-    result = probe()
-    require(result.get("ok"), f"the grading sandbox does not work here ({describe(result)}): it needs Linux with "
-                              "unprivileged user namespaces (docs/grading.md, 'Without root')")
-    return result
-
 
 def test_the_sandbox_works_here(sandbox):
     result = sandbox
@@ -169,9 +159,11 @@ def graded_corpus(tmp_path_factory, sandbox):
     collected = collect(LAB, download, course, max_bytes=2 * 2**20, say=quiet)
     with pytest.MonkeyPatch.context() as patch:  # the grader's own environment must not reach a sandbox
         patch.setenv(CANARY, "the grader's secret")
-        records = grade(LAB, course, workers=2, limits=CORPUS_LIMITS, sandbox="full", say=print)
+        said = []
+        records = grade(LAB, course, workers=2, limits=CORPUS_LIMITS, sandbox="full",
+                        say=lambda line: (said.append(line), print(line)))
     return SimpleNamespace(root=root, course=course, download=download, collected=collected, records=records,
-                           listener=listener, csv=rows(course.grades_csv(LAB)))
+                           listener=listener, csv=rows(course.grades_csv(LAB)), said=said)
 
 
 def test_collect_refuses_what_it_cannot_map_and_keeps_every_submission(graded_corpus):
@@ -211,6 +203,16 @@ def test_each_bad_submission_gets_its_score_and_a_clear_reason(graded_corpus, st
 def test_the_batch_graded_every_mapped_student(graded_corpus):
     assert set(graded_corpus.csv) == set(EXPECTED)
     assert list(graded_corpus.csv) == sorted(EXPECTED), "one row per student, sorted"
+
+
+def test_the_progress_counts_first_runs_and_second_runs_apart(graded_corpus):
+    """Crashed submissions are graded a second time, alone: that count never runs past its total."""
+    first = [tuple(map(int, m.groups())) for line in graded_corpus.said if (m := re.match(r"\[(\d+)/(\d+)\]", line))]
+    again = [tuple(map(int, m.groups())) for line in graded_corpus.said
+             if (m := re.match(r"\[again (\d+)/(\d+)\]", line))]
+    assert [n for n, _ in first] == list(range(1, len(first) + 1)) and {t for _, t in first} == {len(first)}
+    assert again, "the corpus has crashed submissions (kernel-death): they are graded again"
+    assert [n for n, _ in again] == list(range(1, len(again) + 1)) and {t for _, t in again} == {len(again)}
 
 
 def outputs_text(course, student):

@@ -1,0 +1,84 @@
+"""Lab 4's batch-norm and dropout tests catch the mistakes students make.
+
+Each graded test cell of section 5 that checks an answer (visible and hidden part) runs in this
+process, without a kernel or data: against the solution it must pass, and against a broken answer
+made from the solution by changing one line it must fail with a failed check (a CheckError, not a
+crash). The mistakes the lab warns about must already fail the visible part, the part students run.
+"""
+import pytest
+
+from autograder import solution_notebook
+from autograder.vocabulary import HIDDEN, without_markers
+from labkit.checks import CheckError
+
+LAB = "04_activations"
+PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"  # the lab's imports
+ANSWERS = ("batch_norm", "dropout")
+TESTS = ("test_batch_norm_train", "test_batch_norm_eval", "test_dropout")
+
+# mistake: (answer cell, a line of the solution, what the broken answer has instead, the tests that must
+# fail, whether the visible part alone must already fail)
+BROKEN = {
+    "unbiased variance to normalise": ("batch_norm", "var = x.var(dim=0, unbiased=False)", "var = x.var(dim=0)",
+                                       ["test_batch_norm_train"], True),
+    "biased variance in running_var": ("batch_norm", "momentum * var.detach() * n / (n - 1)",
+                                       "momentum * var.detach()", ["test_batch_norm_train"], True),
+    "momentum the wrong way round": ("batch_norm", "(1 - momentum) * running_mean + momentum * mean.detach()",
+                                     "momentum * running_mean + (1 - momentum) * mean.detach()",
+                                     ["test_batch_norm_train"], True),
+    "running_mean updated in place": ("batch_norm", "(1 - momentum) * running_mean + momentum * mean.detach()",
+                                      "running_mean.mul_(1 - momentum).add_(momentum * mean.detach())",
+                                      ["test_batch_norm_train"], True),
+    "running statistics not detached": ("batch_norm", "momentum * mean.detach()", "momentum * mean",
+                                        ["test_batch_norm_train"], False),
+    "batch statistics in evaluation mode": ("batch_norm", "mean, var = running_mean, running_var",
+                                            "mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)",
+                                            ["test_batch_norm_eval"], True),
+    "no eps": ("batch_norm", "torch.sqrt(var + eps)", "torch.sqrt(var)", ["test_batch_norm_eval"], False),
+    "no 1/(1-p) scaling": ("dropout", "return x * keep / (1 - p)", "return x * keep", ["test_dropout"], True),
+    "dropout active in evaluation mode": ("dropout", "if not training or p == 0:", "if p == 0:",
+                                          ["test_dropout"], True),
+    "keeps with probability p": ("dropout", ">= p", "< p", ["test_dropout"], True),
+    "ignores the generator": ("dropout", "generator=generator, ", "", ["test_dropout"], True),
+}
+
+
+def cells() -> dict:
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_notebook(LAB).cells
+            if "grade_id" in c.metadata.get("nbgrader", {})}
+
+
+SOURCES = cells()
+
+
+def run(answers: dict, test_id: str, visible_only: bool = False) -> None:
+    """Define the answers, then run the test cell (all of it, or its visible part) in a fresh namespace."""
+    namespace = {}
+    exec(PRELUDE, namespace)
+    for grade_id, code in answers.items():
+        exec(compile(code, f"<answer {grade_id}>", "exec"), namespace)
+    test = SOURCES[test_id].split(HIDDEN[0])[0] if visible_only else SOURCES[test_id]
+    exec(compile(test, f"<test {test_id}>", "exec"), namespace)
+
+
+def solution() -> dict:
+    return {grade_id: without_markers(SOURCES[grade_id]) for grade_id in ANSWERS}
+
+
+@pytest.mark.parametrize("test_id", TESTS)
+def test_the_solution_passes_the_section_5_tests(test_id):
+    run(solution(), test_id)
+
+
+@pytest.mark.parametrize("mistake", BROKEN)
+def test_a_broken_answer_fails_its_test(mistake):
+    grade_id, right, wrong, failing, visible = BROKEN[mistake]
+    answers = solution()
+    assert answers[grade_id].count(right) == 1, f"the solution of {grade_id} no longer has {right!r}: update BROKEN"
+    answers[grade_id] = answers[grade_id].replace(right, wrong)
+    for test_id in failing:
+        with pytest.raises(CheckError):
+            run(answers, test_id)
+        if visible:
+            with pytest.raises(CheckError):
+                run(answers, test_id, visible_only=True)

@@ -30,7 +30,6 @@ validates, which turns the labs' quick mode on (``labkit.mode``), as in ``grade`
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from autograder import ROOT
@@ -78,21 +77,13 @@ def course_config(root) -> object:
 def autograde_config(limits: Limits) -> object:
     """`nbgrader autograde` as the kit's grading worker runs it: its preprocessors and limits, with
     ``AutogradeExecute`` (a sandbox per notebook) for the worker's ``SandboxedExecute``."""
-    from traitlets.config import Config
-
     from autograder.nbgrader_steps import AutogradeExecute, NewRun
     from autograder.preprocessors import SandboxedExecute
-    from autograder.worker import autograde_config as worker_config
+    from autograder.worker import grading_steps
 
-    worker = worker_config(Path(tempfile.gettempdir()), "", "", Path(), limits)
-    c = Config()
-    for section in worker:
-        if section not in ("CourseDirectory", "Autograde", "SandboxKernelManager"):
-            c[section] = worker[section]
-    c.Autograde.sanitize_preprocessors = list(worker.Autograde.sanitize_preprocessors)
+    c = grading_steps(limits)
     c.Autograde.autograde_preprocessors = [NewRun] + [AutogradeExecute if step is SandboxedExecute else step
-                                                      for step in worker.Autograde.autograde_preprocessors]
-    c.Autograde.create_student = worker.Autograde.create_student
+                                                      for step in c.Autograde.autograde_preprocessors]
     c.AutogradeExecute.limits = limits.to_json()
     return c
 

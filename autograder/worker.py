@@ -131,8 +131,9 @@ def source_structure(gradebook_url: str, lab: str, notebook: str | None = None) 
 
 # ---------------------------------------------------------------------------- nbgrader, configured
 
-def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: Path, limits: Limits,
-                     notebook: str = "*"):
+def grading_steps(limits: Limits):
+    """nbgrader autograde's preprocessors and limits as the kit grades (the worker's and the course folder's
+    `nbgrader autograde`, autograder/nbgrader_course.py), without any course folder or sandbox."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
         AssignLatePenalties,
@@ -150,15 +151,6 @@ def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: P
     from autograder.preprocessors import ProtectTests, RestoreCellMetadata, RestoreTests, SandboxedExecute
 
     c = Config()
-    c.CourseDirectory.root = str(course_dir)
-    c.CourseDirectory.source_directory = "source"
-    c.CourseDirectory.submitted_directory = "submitted"
-    c.CourseDirectory.autograded_directory = "autograded"
-    c.CourseDirectory.db_url = f"sqlite:///{course_dir / 'gradebook.db'}"
-    c.CourseDirectory.assignment_id = lab
-    c.CourseDirectory.student_id = student
-    c.CourseDirectory.notebook_id = notebook
-    c.Autograde.force = True
     c.Autograde.create_student = True
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, RestoreCellMetadata, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
@@ -172,8 +164,24 @@ def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: P
     c.SandboxedExecute.output_bytes = limits.output_mb * 2**20
     c.SandboxedExecute.notebook_output_bytes = limits.notebook_output_mb * 2**20
     c.SandboxedExecute.startup_timeout = 120
-    c.SandboxKernelManager.sandbox_config = str(sandbox_config)
     c.LimitedKernelClient.max_message_bytes = limits.message_mb * 2**20
+    return c
+
+
+def autograde_config(course_dir: Path, lab: str, student: str, sandbox_config: Path, limits: Limits,
+                     notebook: str = "*"):
+    """The grading steps, in the worker's private course folder for one submission, its kernel sandboxed."""
+    c = grading_steps(limits)
+    c.CourseDirectory.root = str(course_dir)
+    c.CourseDirectory.source_directory = "source"
+    c.CourseDirectory.submitted_directory = "submitted"
+    c.CourseDirectory.autograded_directory = "autograded"
+    c.CourseDirectory.db_url = f"sqlite:///{course_dir / 'gradebook.db'}"
+    c.CourseDirectory.assignment_id = lab
+    c.CourseDirectory.student_id = student
+    c.CourseDirectory.notebook_id = notebook
+    c.Autograde.force = True
+    c.SandboxKernelManager.sandbox_config = str(sandbox_config)
     return c
 
 
@@ -254,12 +262,16 @@ def combine(student: str, lab: str, meta: dict, parts: list, mode: str) -> dict:
                if any(p.get("error_detail") for p in parts) else {})}
 
 
+def zero_grades(source: dict) -> dict:
+    """Every cell with points at 0, as nbgrader's gradebook takes them: {grade id: [0, points]}."""
+    return {n: [0, c["points"]] for n, c in source["cells"].items() if c["points"]}
+
+
 def _not_handed_in(job: dict, notebook: str) -> dict:
     source = source_structure(f"sqlite:///{Path(job['template']) / 'gradebook.db'}", job["lab"], notebook)
-    points = {n: c["points"] for n, c in source["cells"].items() if c["points"]}
     return {"student": job["student"], "lab": job["lab"], "notebook": notebook, "status": "invalid", "score": 0,
-            "max_score": sum(points.values()), "grades": {n: [0, p] for n, p in points.items()}, "tests": [],
-            "notes": [], "reason": f"{notebook}.ipynb was not handed in"}
+            "max_score": sum(c["points"] for c in source["cells"].values()), "grades": zero_grades(source),
+            "tests": [], "notes": [], "reason": f"{notebook}.ipynb was not handed in"}
 
 
 def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
@@ -276,7 +288,7 @@ def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
     nb, problem = read_submission(submitted / f"{notebook}.ipynb", meta, job["max_bytes"])
     if problem:
         result.update(status="invalid", score=0, reason=problem)
-        result["grades"] = {n: [0, c["points"]] for n, c in source["cells"].items() if c["points"]}
+        result["grades"] = zero_grades(source)
         return result
     result["notes"], _ = compare(nb, source)
 

@@ -29,8 +29,8 @@ _MODULES = {
     "plot": ["confusion_matrix", "plot_confusion_matrix", "plot_decision_boundary", "plot_function", "plot_history",
              "show_images"],
     "submission": ["check_lab", "watch_tests"],
-    "train": ["EarlyStopping", "Evaluation", "History", "TrainingDiverged", "evaluate", "fit", "load_model",
-              "pick_device", "read_metadata", "save_model", "set_seed"],
+    "train": ["EarlyStopping", "Evaluation", "FirstBatchError", "History", "TrainingDiverged", "evaluate", "fit",
+              "load_model", "pick_device", "read_metadata", "save_model", "set_seed"],
     "widgets": ["gradient_descent_demo", "learning_rate_explorer"],
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}

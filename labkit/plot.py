@@ -98,6 +98,47 @@ def plot_history(histories, metrics=DEFAULT_METRICS, title=None):
     return fig
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, Notebook, Colab, VS Code), where images can be shown."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class LiveHistory:
+    """Training curves that redraw in place in a notebook: what ``fit(..., live=True)`` shows.
+
+    ``update(history)`` after each epoch draws ``plot_history(history)`` with the x axis fixed to
+    all ``epochs`` and replaces the previous image with it (IPython's ``display(..., display_id=True)``
+    and ``update``): one image per run, no widgets and no ipympl, so it works the same in JupyterLab,
+    Jupyter Notebook and Colab.
+    """
+
+    def __init__(self, epochs, metrics=DEFAULT_METRICS, title=None):
+        self.epochs, self.metrics, self.title = epochs, metrics, title
+        self.handle = None
+
+    def figure(self, history):
+        done = len(history)
+        title = f"{self.title + ': ' if self.title else ''}epoch {done} of {self.epochs}"
+        fig = plot_history(history, self.metrics, title=title)
+        for ax in fig.axes:
+            ax.set_xlim(0.5, max(self.epochs, done) + 0.5)
+        return fig
+
+    def update(self, history):
+        from IPython.core.pylabtools import print_figure
+        from IPython.display import Image, display
+
+        image = Image(data=print_figure(self.figure(history), "png", bbox_inches="tight"), format="png")
+        if self.handle is None:
+            self.handle = display(image, display_id=True)
+        else:
+            self.handle.update(image)
+
+
 def _plot_curve(ax, columns, key, name, color):
     values = columns[key]
     epochs = columns.get("epoch") or range(1, len(values) + 1)

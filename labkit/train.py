@@ -25,14 +25,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from labkit.diagnose import FirstBatchError, first_batch
+
 __all__ = [
-    "EarlyStopping", "Evaluation", "History", "TrainingDiverged", "evaluate", "fit",
+    "EarlyStopping", "Evaluation", "FirstBatchError", "History", "TrainingDiverged", "evaluate", "fit",
     "load_model", "pick_device", "read_metadata", "save_model", "set_seed",
 ]
 
 
 class TrainingDiverged(FloatingPointError):
-    """Raised by `fit` when a batch loss becomes NaN or infinite."""
+    """Raised by `fit` when a batch loss becomes NaN or infinite, or explodes: more than
+    `EXPLODED` times its first batch's value (or than `EXPLODED`, when that was below 1)."""
+
+
+EXPLODED = 1000.0  # a batch loss above EXPLODED * max(first batch loss, 1) stops training
 
 
 # --------------------------------------------------------------------------- history
@@ -206,9 +212,13 @@ def evaluate(model: nn.Module, loader, loss_fn=None, device=None) -> Evaluation:
         with torch.no_grad():
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
-                outputs = model(x)
-                if loss_fn is not None:
-                    total_loss += loss_fn(outputs, y).item() * len(y)
+                if predictions:
+                    outputs = model(x)
+                    loss = loss_fn(outputs, y) if loss_fn is not None else None
+                else:  # the first batch: a mismatch of model and data gets a message about the code
+                    outputs, loss = first_batch(model, x, y, loss_fn)
+                if loss is not None:
+                    total_loss += loss.item() * len(y)
                 predicted, true = _labels(outputs, y, loss_fn)
                 predictions.append(predicted.cpu())
                 targets.append(true.cpu())
@@ -232,9 +242,18 @@ def _diverged(loss, x, epoch, batch, n_batches, lr) -> TrainingDiverged:
         f"scaling (e.g. pixels in [0, 1], not 0..255).")
 
 
+def _exploded(value, start, epoch, batch, n_batches, lr) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training exploded: the loss rose from {start:.4g} at the first batch to {value:.4g} at epoch {epoch}, "
+        f"batch {batch} of {n_batches} (more than {EXPLODED:g} times where it started), with learning rate "
+        f"{lr:g}. The steps are far too large: the weights are thrown further out with every step.\n"
+        f"Try a lower learning rate, e.g. lr={lr / 10:g} (10x lower), and check the input scaling "
+        f"(e.g. pixels in [0, 1], not 0..255).")
+
+
 def fit(model: nn.Module, train_loader, *, epochs: int, optimizer, loss_fn, val_loader=None,
         scheduler=None, early_stopping=None, callbacks=(), device=None, progress=True,
-        scheduler_interval="epoch") -> History:
+        scheduler_interval="epoch", live=False) -> History:
     """Train `model` for `epochs` epochs and return a `History`.
 
     - train_loss is the mean over samples; train_acc is measured on the fly
@@ -247,8 +266,14 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer, loss_fn, val_
       (after early stopping took its snapshot); returning True stops training.
     - `device` defaults to `pick_device()`; the model and every batch move there.
     - `progress=False` prints nothing.
-    A NaN or infinite loss stops at once with `TrainingDiverged`, leaving the
-    model as it is.
+    - `live=True` draws the loss and accuracy curves in the notebook and redraws
+      them after every epoch (one image, updated in place); nothing happens
+      outside a notebook or under the autograder (nbgrader's NBGRADER_EXECUTION).
+    The first batch is checked once: a model that cannot take the inputs, a
+    last layer with fewer outputs than there are classes or labels of the wrong
+    dtype raise `FirstBatchError`, which says what to change. A NaN or infinite
+    loss, or one more than EXPLODED times above where it started, stops at once
+    with `TrainingDiverged`, leaving the model as it is.
     """
     if scheduler_interval not in ("epoch", "batch"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
@@ -273,6 +298,8 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer, loss_fn, val_
     model.to(device)
     history = History()
     n_batches = len(train_loader)
+    start_loss = None  # the first batch's loss: a loss far above it has exploded
+    curves = _live_curves(epochs) if live else None
 
     with tqdm(range(1, epochs + 1), desc="epochs", unit="epoch", disable=not progress) as epoch_bar:
         for epoch in epoch_bar:
@@ -283,17 +310,26 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer, loss_fn, val_
                       disable=not progress) as batch_bar:
                 for batch, (x, y) in enumerate(batch_bar, start=1):
                     x, y = x.to(device), y.to(device)
-                    outputs = model(x)
-                    loss = loss_fn(outputs, y)
+                    if start_loss is None:  # a mismatch of model and data gets a message about the code
+                        outputs, loss = first_batch(model, x, y, loss_fn)
+                    else:
+                        outputs = model(x)
+                        loss = loss_fn(outputs, y)
                     if not torch.isfinite(loss):
                         raise _diverged(loss, x, epoch, batch, n_batches,
+                                        float(optimizer.param_groups[0]["lr"]))
+                    value = loss.item()
+                    if start_loss is None:
+                        start_loss = value
+                    elif value > EXPLODED * max(start_loss, 1.0):
+                        raise _exploded(value, start_loss, epoch, batch, n_batches,
                                         float(optimizer.param_groups[0]["lr"]))
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     if scheduler is not None and scheduler_interval == "batch":
                         scheduler.step()
-                    total_loss += loss.item() * len(y)
+                    total_loss += value * len(y)
                     predicted, true = _labels(outputs.detach(), y, loss_fn)
                     correct += (predicted == true).sum().item()
                     seen += len(y)
@@ -309,6 +345,8 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer, loss_fn, val_
             history.epochs.append(record)
             epoch_bar.set_postfix({key: f"{value:.4f}" for key, value in record.items()
                                    if key.endswith(("loss", "acc"))})
+            if curves is not None:
+                curves.update(history)
 
             if scheduler is not None and scheduler_interval == "epoch":
                 if plateau:
@@ -329,6 +367,14 @@ def fit(model: nn.Module, train_loader, *, epochs: int, optimizer, loss_fn, val_
         if early_stopping.best_state is not None:
             model.load_state_dict(early_stopping.best_state)
     return history
+
+
+def _live_curves(epochs):
+    """A LiveHistory when curves can be drawn here (a notebook kernel, not the autograder), else None."""
+    if os.environ.get("NBGRADER_EXECUTION"):  # autograde or validate: nobody watches, keep it quiet and fast
+        return None
+    from labkit.plot import LiveHistory, in_notebook
+    return LiveHistory(epochs) if in_notebook() else None
 
 
 # --------------------------------------------------------------------------- checkpoints

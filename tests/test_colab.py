@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from editions import kernelspec, publish_edition, text_output
 from nbclient import NotebookClient
+from test_in_kernel import LIVE, check_live_curves, iopub
 
 from autograder import ROOT, labs, solution_notebook
 from autograder.stamp import graded_tests
@@ -125,6 +126,12 @@ def test_solution_runs_in_the_colab_like_environment(colab_kernel, lab, monkeypa
     assert f"{tests} of {tests} graded tests pass in this kernel" in text_output(nb.cells[-1])
     versions = "import ipywidgets, matplotlib; print(ipywidgets.__version__, matplotlib.__version__)"
     assert run([COLAB, "-c", versions]).stdout.split() == ["7.7.1", "3.10.0"]
+
+
+def test_live_curves_under_ipython_7_and_ipywidgets_7(colab_kernel, monkeypatch):
+    """fit(live=True) in the Colab-like kernel: one image, shown after epoch 1, replaced after each later epoch."""
+    monkeypatch.setenv("JUPYTER_PATH", colab_kernel)
+    check_live_curves(iopub(LIVE.replace("{progress}", "True"), kernel_name="colab-like"))
 
 
 def test_widget_callbacks_under_ipywidgets_7(installed):

@@ -1,4 +1,6 @@
 """labkit inside a real Jupyter kernel: figures show once, progress bars and errors render."""
+import os
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -108,3 +110,63 @@ def test_a_demo_figure_reaches_the_browser_as_base64_png_text():
                    "print(type(data).__name__, base64.b64decode(data)[:8] == b'\\x89PNG\\r\\n\\x1a\\n')",
                    allow_errors=False)
     assert "".join(o.get("text", "") for o in nb.cells[0].outputs).strip() == "str True"
+
+
+# ----------------------------------------------------------------------------- live training curves
+
+LIVE = ("import torch, labkit as lk\n"
+        "lk.set_seed(0)\n"
+        "train, test = lk.load_mnist(verbose=False)\n"
+        "model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))\n"
+        "history = lk.fit(model, train.subset(1000).loader(100, shuffle=True), epochs=3, live=True,\n"
+        "                 loss_fn=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),\n"
+        "                 val_loader=test.subset(500).loader(500), progress={progress})\n"
+        "print('trained', len(history))")
+
+
+def iopub(code, kernel_name="python3", env=None, timeout=180):
+    """Run ``code`` in a fresh kernel and return the iopub messages it caused, in order."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name=kernel_name, env=dict(os.environ) if env is None else env)
+    try:
+        parent = client.execute(code)
+        messages = []
+        while True:
+            msg = client.get_iopub_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") != parent:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return messages
+            messages.append(msg)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def live_images(messages):
+    """(display_id, message type) of every PNG the kernel sent."""
+    return [(m["content"].get("transient", {}).get("display_id"), m["msg_type"]) for m in messages
+            if m["msg_type"] in ("display_data", "update_display_data") and "image/png" in m["content"]["data"]]
+
+
+def check_live_curves(messages):
+    errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+    assert not errors, errors
+    images = live_images(messages)
+    # One image, shown after epoch 1 and replaced in place after epochs 2 and 3.
+    assert [kind for _, kind in images] == ["display_data", "update_display_data", "update_display_data"], images
+    assert len({display_id for display_id, _ in images}) == 1 and images[0][0]
+    assert any("trained 3" in m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_live_curves_redraw_one_image_after_every_epoch(progress):
+    check_live_curves(iopub(LIVE.replace("{progress}", str(progress))))
+
+
+def test_live_curves_stay_quiet_under_the_autograder():
+    env = {**os.environ, "NBGRADER_EXECUTION": "autograde"}
+    messages = iopub(LIVE.replace("{progress}", "False"), env=env)
+    assert live_images(messages) == []
+    assert any("trained 3" in m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")

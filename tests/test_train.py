@@ -382,3 +382,16 @@ def test_progress_false_prints_nothing_and_true_shows_bars(capsys):
     assert captured.out == "" and captured.err == ""
     sgd_run(0, progress=True)
     assert "epochs" in capsys.readouterr().err
+
+
+def test_set_seed_on_the_cpu_imports_no_compiler():
+    """torch.use_deterministic_algorithms imports torch._inductor (1-4 s in every grading kernel); on the CPU,
+    where the labs' kernels are deterministic anyway, set_seed leaves it alone."""
+    import subprocess
+    import sys
+
+    script = ("import sys, torch, labkit as lk\nlk.set_seed(0)\n"
+              "print(torch.cuda.is_available(), 'torch._inductor' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    cuda, inductor = done.stdout.split()
+    assert inductor == cuda, done.stdout + done.stderr  # only with a GPU is the switch thrown

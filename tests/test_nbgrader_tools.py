@@ -1,8 +1,8 @@
 """nbgrader's own tools with the kit's settings: the repository's nbgrader_config.py and a course folder's.
 
 Loaded as nbgrader loads it (from the folder it starts in), the file maps nbgrader's source and
-release to solutions/ and notebooks/ and takes course.toml's limits; `nbgrader validate` runs Lab 5
-from the repository root within the course's cell limit; in a course folder the kit set up (collect
+release to solutions/ and notebooks/ and takes course.toml's limits; `nbgrader validate` runs Lab 1
+(with a 31 s cell) from the repository root within the course's cell limit; in a course folder the kit set up (collect
 and grade of Lab 1, a solution and a half-done copy), `nbgrader autograde` runs the kit's sandboxed
 steps and gives the scores `grade` gave, and `nbgrader generate_feedback` writes the kit's redacted
 pages; and in a real browser the formgrader lists the five labs, opens an autograded submission and
@@ -156,16 +156,20 @@ def test_a_course_folder_gets_its_own_file_with_its_own_limits(tmp_path):
 
 # ---------------------------------------------------------------- nbgrader validate from the repository root
 
-def test_validate_passes_lab5_from_the_repository_root(tmp_path):
-    """Students' Validate: Lab 5 in quick mode (about 2 minutes on 2 cores), within course.toml's cell limit."""
-    shutil.copytree(ROOT / "solutions" / "05_lenet", tmp_path / "05_lenet",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+def test_validate_passes_from_the_repository_root_within_the_course_cell_limit(tmp_path):
+    """Students' Validate from the repository root: Lab 1's solution, with one more cell that runs 31 s, longer
+    than nbgrader's own 30 s cell limit (the course's limit, course.toml [limits] cell_timeout, applies)."""
+    nb = solution_notebook("01_xor")
+    nb.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(31)  # longer than nbgrader's default limit"))
+    (tmp_path / "01_xor").mkdir()
+    nbformat.write(nb, tmp_path / "01_xor" / "01_xor.ipynb")
     env = dict(tool_env(), OMP_NUM_THREADS="1")  # as autograder.nbgrader (validate takes no --log-level)
-    done = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(tmp_path / "05_lenet" / "05_lenet.ipynb")],
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(tmp_path / "01_xor" / "01_xor.ipynb")],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "Success! Your notebook passes all the tests." in done.stdout, \
-        f"nbgrader validate of Lab 5's solution (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        f"nbgrader validate of Lab 1's solution (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
     assert "timeout" not in (done.stdout + done.stderr).lower()
+    assert load_settings(ROOT / "course.toml").cell_timeout > 31
 
 
 # ---------------------------------------------------------------- a course folder set up by the kit

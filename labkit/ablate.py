@@ -380,12 +380,14 @@ class Ablation:
     per epoch.  ``cache_dir`` keeps finished runs, ``reference`` (a path or
     runs) supplies recorded ones (see the module docstring).  ``runs`` lists
     every run returned so far, in order, for ``save_runs``.  ``metric`` ("test_acc"
-    or "val_acc") is what the returned Results compare the runs on.
+    or "val_acc") is what the returned Results compare the runs on.  With
+    ``live=True`` every run that is trained here (not read from the cache or the
+    reference) draws its curves as it trains (``fit(..., live=True)``).
     """
 
     def __init__(self, build_model, base: dict, train, test, val=None,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, device=None,
-                 reference=None, poll_seconds: float = 5.0, metric: str = "test_acc"):
+                 reference=None, poll_seconds: float = 5.0, metric: str = "test_acc", live: bool = False):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         if metric == "val_acc" and val is None:
@@ -393,7 +395,7 @@ class Ablation:
         self.build_model, self.train, self.test, self.val, self.metric = build_model, train, test, val, metric
         self.base = _configuration(TRAINING_DEFAULTS, base)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.progress, self.device, self.poll_seconds = progress, device, poll_seconds
+        self.progress, self.device, self.poll_seconds, self.live = progress, device, poll_seconds, live
         self.name = getattr(build_model, "__name__", type(build_model).__name__)
         recorded = load_runs(reference) if isinstance(reference, (str, os.PathLike)) else (reference or [])
         self.reference = {_config_id(run.model, run.config): run for run in recorded}
@@ -523,7 +525,7 @@ class Ablation:
             history = fit(model, loader, epochs=config["epochs"], optimizer=optimizer, loss_fn=loss_fn,
                           val_loader=val_loader, scheduler=scheduler, scheduler_interval="batch",
                           early_stopping=early, callbacks=remember,
-                          progress=False, device=self.device)
+                          progress=False, device=self.device, live=self.live)
         except TrainingDiverged:
             return Run(config=config, test_acc=math.nan, test_loss=math.nan, params=params,
                        seconds=time.perf_counter() - start, history=finished[0].to_dict() if finished else {},

@@ -170,3 +170,22 @@ def test_live_curves_stay_quiet_under_the_autograder():
     messages = iopub(LIVE.replace("{progress}", "False"), env=env)
     assert live_images(messages) == []
     assert any("trained 3" in m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
+
+
+def test_an_ablation_draws_live_curves_only_for_runs_it_trains(tmp_path):
+    code = ("import torch, labkit as lk\n"
+            "train, test = lk.load_fashion_mnist(verbose=False)\n"
+            "def mlp(hidden=16):\n"
+            "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, hidden), torch.nn.ReLU(),\n"
+            "                               torch.nn.Linear(hidden, 10))\n"
+            f"ab = lk.Ablation(mlp, base=dict(epochs=2, subset=600), train=train, test=test.subset(500),\n"
+            f"                 cache_dir={str(tmp_path)!r}, live=True, progress=False)\n"
+            "first = ab.run()\n"
+            "again = lk.Ablation(mlp, base=dict(epochs=2, subset=600), train=train, test=test.subset(500),\n"
+            f"                   cache_dir={str(tmp_path)!r}, live=True, progress=False).run()\n"
+            "print('cached', again.cached, again.test_acc == first.test_acc)")
+    messages = iopub(code)
+    assert not [m for m in messages if m["msg_type"] == "error"], messages
+    # The first run trains (an image after epoch 1, replaced after epoch 2); the second comes from the cache.
+    assert [kind for _, kind in live_images(messages)] == ["display_data", "update_display_data"]
+    assert any("cached True True" in m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")

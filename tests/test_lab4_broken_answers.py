@@ -1,6 +1,6 @@
-"""Lab 4's batch-norm and dropout tests catch the mistakes students make.
+"""Lab 4's maxout, batch-norm and dropout tests catch the mistakes students make.
 
-Each graded test cell of section 5 that checks an answer (visible and hidden part) runs in this
+Each graded test cell of section 1.6 (maxout) and of section 5 that checks an answer (visible and hidden part) runs in this
 process, without a kernel or data: against the solution it must pass, and against a broken answer
 made from the solution by changing one line it must fail with a failed check (a CheckError, not a
 crash). The mistakes the lab warns about must already fail the visible part, the part students run.
@@ -13,12 +13,30 @@ from labkit.checks import CheckError
 
 LAB = "04_activations"
 PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"  # the lab's imports
-ANSWERS = ("batch_norm", "dropout")
-TESTS = ("test_batch_norm_train", "test_batch_norm_eval", "test_dropout")
+ANSWERS = ("maxout", "batch_norm", "dropout")
+TESTS = ("test_maxout", "test_batch_norm_train", "test_batch_norm_eval", "test_dropout")
 
 # mistake: (answer cell, a line of the solution, what the broken answer has instead, the tests that must
 # fail, whether the visible part alone must already fail)
+MAXOUT_RETURN = "x.unflatten(-1, (width // pieces, pieces)).amax(dim=-1)"
 BROKEN = {
+    "maxout over the wrong axis": ("maxout", MAXOUT_RETURN, "x.unflatten(-1, (width // pieces, pieces)).amax(dim=-2)",
+                                   ["test_maxout"], True),
+    "maxout over interleaved groups": ("maxout", MAXOUT_RETURN, "x.unflatten(-1, (pieces, width // pieces)).amax(dim=-2)",
+                                       ["test_maxout"], True),
+    "maxout over every m-th feature, by view": ("maxout", MAXOUT_RETURN, "x.view(x.shape[0], pieces, -1).amax(dim=1)",
+                                                ["test_maxout"], True),
+    "maxout of [N, width] inputs only": ("maxout", MAXOUT_RETURN, "x.view(x.shape[0], -1, pieces).amax(dim=-1)",
+                                         ["test_maxout"], False),
+    "maxout detached from autograd": ("maxout", MAXOUT_RETURN, MAXOUT_RETURN + ".detach()", ["test_maxout"], False),
+    "min instead of max": ("maxout", MAXOUT_RETURN, "x.unflatten(-1, (width // pieces, pieces)).amin(dim=-1)",
+                           ["test_maxout"], True),
+    "mean instead of max": ("maxout", MAXOUT_RETURN, "x.unflatten(-1, (width // pieces, pieces)).mean(dim=-1)",
+                            ["test_maxout"], True),
+    "no ValueError for a width that is not a multiple": ("maxout", "if width % pieces != 0:", "if False:",
+                                                        ["test_maxout"], True),
+    "another exception for a width that is not a multiple": ("maxout", "raise ValueError(", "raise RuntimeError(",
+                                                             ["test_maxout"], True),
     "unbiased variance to normalise": ("batch_norm", "var = x.var(dim=0, unbiased=False)", "var = x.var(dim=0)",
                                        ["test_batch_norm_train"], True),
     "biased variance in running_var": ("batch_norm", "momentum * var.detach() * n / (n - 1)",
@@ -66,7 +84,7 @@ def solution() -> dict:
 
 
 @pytest.mark.parametrize("test_id", TESTS)
-def test_the_solution_passes_the_section_5_tests(test_id):
+def test_the_solution_passes_its_tests(test_id):
     run(solution(), test_id)
 
 

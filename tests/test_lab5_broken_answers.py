@@ -1,0 +1,111 @@
+"""Lab 5's convolution and pooling tests (section 2) catch the mistakes students make.
+
+Each graded test cell of section 2 (visible and hidden part) runs in this process, without a kernel or
+data: against the solution it must pass, and against a broken answer made from the solution by changing
+one line it must fail with a failed check (a CheckError, not a crash). The mistakes the lab warns about
+must already fail the visible part, the part students run; a forbidden call (F.conv2d, F.max_pool2d)
+gives the right numbers, so only the hidden part catches it.
+"""
+import pytest
+
+from autograder import solution_notebook
+from autograder.vocabulary import HIDDEN, without_markers
+from labkit.checks import CheckError
+
+LAB = "05_lenet"
+PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"  # the lab's imports
+ANSWERS = ("conv_output_size", "conv2d_loops", "conv2d_unfold", "max_pool2d", "avg_pool2d", "conv_parameters")
+TESTS = ("test_conv_output_size", "test_conv2d_loops", "test_conv2d_unfold", "test_max_pool2d", "test_avg_pool2d",
+         "test_conv_parameters")
+SIZE, LOOPS, UNFOLD = "test_conv_output_size", "test_conv2d_loops", "test_conv2d_unfold"
+PATCH = "x[b, :, i * stride:i * stride + kh, j * stride:j * stride + kw]"
+SAME_STRIDE = "stride = kernel_size if stride is None else stride"
+
+# mistake: (answer cell, a line of the solution, what the broken answer has instead, the tests that must
+# fail, whether the visible part alone must already fail)
+BROKEN = {
+    "output size off by one": ("conv_output_size", "// stride + 1", "// stride", [SIZE, LOOPS], True),
+    "padding ignored in the output size": ("conv_output_size", "size + 2 * padding - kernel", "size - kernel",
+                                           [SIZE, LOOPS], True),
+    "stride ignored in the output size": ("conv_output_size", "// stride + 1", "+ 1", [SIZE], True),
+    "a float output size (/ for //)": ("conv_output_size", "// stride", "/ stride", [SIZE], True),
+    "loops: stride ignored": ("conv2d_loops", PATCH, "x[b, :, i:i + kh, j:j + kw]", [LOOPS], True),
+    "loops: bias not added": ("conv2d_loops", "y[b, o] += bias[o]", "pass", [LOOPS], True),
+    "loops: flipped kernel": ("conv2d_loops", "(patch * weight[o]).sum()", "(patch * weight[o].flip(-2, -1)).sum()",
+                              [LOOPS], True),
+    "loops: float32 output for float64 input": ("conv2d_loops", ", dtype=x.dtype)", ")", [LOOPS], True),
+    "loops: F.conv2d inside": ("conv2d_loops", "return y", "return F.conv2d(x, weight, bias, stride=stride)",
+                               [LOOPS], False),
+    "unfold: bias not added": ("conv2d_unfold", "y = y + bias.reshape(1, c_out, 1)", "y = y", [UNFOLD], True),
+    "unfold: flipped kernel": ("conv2d_unfold", "weight.reshape(c_out, -1)", "weight.flip(-2, -1).reshape(c_out, -1)",
+                               [UNFOLD], True),
+    "unfold: kernel rows and columns swapped": ("conv2d_unfold", "weight.reshape(c_out, -1)",
+                                                "weight.transpose(2, 3).reshape(c_out, -1)", [UNFOLD], True),
+    "unfold: H_out and W_out swapped": ("conv2d_unfold", "y.reshape(n, c_out, h_out, w_out)",
+                                        "y.reshape(n, c_out, w_out, h_out)", [UNFOLD], True),
+    "unfold: F.conv2d inside": ("conv2d_unfold", "return y.reshape(n, c_out, h_out, w_out)",
+                                "return F.conv2d(x, weight, bias, stride=stride, padding=padding)", [UNFOLD], False),
+    "max pool taking the mean": ("max_pool2d", "windows.amax(dim=(-2, -1))", "windows.mean(dim=(-2, -1))",
+                                 ["test_max_pool2d"], True),
+    "max pool: stride defaults to 1": ("max_pool2d", SAME_STRIDE, "stride = 1 if stride is None else stride",
+                                       ["test_max_pool2d"], True),
+    "max pool: F.max_pool2d inside": ("max_pool2d", "return windows.amax(dim=(-2, -1))",
+                                      "return F.max_pool2d(x, kernel_size, stride)", ["test_max_pool2d"], False),
+    "avg pool dividing by k, not k * k": ("avg_pool2d", "/ (kernel_size * kernel_size)", "/ kernel_size",
+                                          ["test_avg_pool2d"], True),
+    "avg pool taking the max": ("avg_pool2d", "windows.sum(dim=(-2, -1)) / (kernel_size * kernel_size)",
+                                "windows.amax(dim=(-2, -1))", ["test_avg_pool2d"], True),
+    "avg pool: stride defaults to 1": ("avg_pool2d", SAME_STRIDE, "stride = 1 if stride is None else stride",
+                                       ["test_avg_pool2d"], True),
+    "avg pool: F.avg_pool2d inside": ("avg_pool2d", "return windows.sum(dim=(-2, -1)) / (kernel_size * kernel_size)",
+                                      "return F.avg_pool2d(x, kernel_size, stride)", ["test_avg_pool2d"], False),
+    "conv parameters without the biases": ("conv_parameters", "c_out * (c_in * k * k + 1)", "c_out * c_in * k * k",
+                                           ["test_conv_parameters"], True),
+    "conv parameters with a k-long kernel": ("conv_parameters", "c_in * k * k + 1", "c_in * k + 1",
+                                             ["test_conv_parameters"], True),
+    "dense parameters without the biases": ("conv_parameters", "n_in * n_out + n_out", "n_in * n_out",
+                                            ["test_conv_parameters"], True),
+}
+
+
+def cells() -> dict:
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_notebook(LAB).cells
+            if "grade_id" in c.metadata.get("nbgrader", {})}
+
+
+SOURCES = cells()
+
+
+def run(answers: dict, test_id: str, visible_only: bool = False) -> None:
+    """Define the answers, then run the test cell (all of it, or its visible part) in a fresh namespace."""
+    namespace = {}
+    exec(PRELUDE, namespace)
+    for grade_id, code in answers.items():
+        exec(compile(code, f"<answer {grade_id}>", "exec"), namespace)
+    test = SOURCES[test_id].split(HIDDEN[0])[0] if visible_only else SOURCES[test_id]
+    exec(compile(test, f"<test {test_id}>", "exec"), namespace)
+
+
+def solution() -> dict:
+    return {grade_id: without_markers(SOURCES[grade_id]) for grade_id in ANSWERS}
+
+
+@pytest.mark.parametrize("test_id", TESTS)
+def test_the_solution_passes_the_section_2_tests(test_id):
+    run(solution(), test_id)
+
+
+@pytest.mark.parametrize("mistake", BROKEN)
+def test_a_broken_answer_fails_its_test(mistake):
+    grade_id, right, wrong, failing, visible = BROKEN[mistake]
+    answers = solution()
+    assert answers[grade_id].count(right) == 1, f"the solution of {grade_id} no longer has {right!r}: update BROKEN"
+    answers[grade_id] = answers[grade_id].replace(right, wrong)
+    for test_id in failing:
+        with pytest.raises(CheckError):
+            run(answers, test_id)
+        if visible:
+            with pytest.raises(CheckError):
+                run(answers, test_id, visible_only=True)
+        else:  # only the hidden part catches it
+            run(answers, test_id, visible_only=True)

@@ -51,7 +51,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -135,6 +135,7 @@ class Run:
     history: dict = field(repr=False)  # History.to_dict()
     model: str = ""  # the name of the model builder, e.g. "LeNet5"
     cached: bool = field(default=False, compare=False)
+    recorded: bool = field(default=False, compare=False)  # read from a reference file: its time is not shown
     diverged: bool = False
     best_epoch: int | None = None
     stopped_epoch: int | None = None
@@ -191,7 +192,8 @@ class Results(list):
         return {f: run.config.get(f, OPTIONAL_TRAINING_DEFAULTS.get(f)) for f in self.factors}
 
     def rows(self) -> list:
-        """One dict per run: the factors, test accuracy (%), parameters, seconds, epochs.  With the metric
+        """One dict per run: the factors, test accuracy (%), parameters, seconds ("–" for a run read from a
+        reference file: its time was measured elsewhere), epochs.  With the metric
         "val_acc": the best and the last validation accuracy (%) and the last training loss instead of
         the test accuracy.  A run that diverged says "diverged"."""
         rows = []
@@ -207,8 +209,10 @@ class Results(list):
             if run.diverged:
                 scores = dict.fromkeys(scores, "–")
                 scores[next(iter(scores))] = "diverged"
+            # A recorded run's time was taken on another machine, under another load: not a time to compare.
             rows.append({**self._factor_values(run), **scores, "params": run.params,
-                         "time (s)": round(run.seconds, 1), "epochs": len(history.get("epoch", []))})
+                         "time (s)": "–" if run.recorded else round(run.seconds, 1),
+                         "epochs": len(history.get("epoch", []))})
         return rows
 
     def table(self) -> str:
@@ -333,6 +337,7 @@ def _config_id(model: str, config: dict) -> str:
 def _record(run: Run) -> dict:
     record = asdict(run)
     record.pop("cached")
+    record.pop("recorded")
     for key in ("diverged", "best_epoch", "stopped_epoch"):  # only where set: older files stay as they were
         if not record[key]:
             record.pop(key)
@@ -398,7 +403,7 @@ class Ablation:
         self.progress, self.device, self.poll_seconds, self.live = progress, device, poll_seconds, live
         self.name = getattr(build_model, "__name__", type(build_model).__name__)
         recorded = load_runs(reference) if isinstance(reference, (str, os.PathLike)) else (reference or [])
-        self.reference = {_config_id(run.model, run.config): run for run in recorded}
+        self.reference = {_config_id(run.model, run.config): replace(run, recorded=True) for run in recorded}
         self.runs = []
 
     # -- what to run

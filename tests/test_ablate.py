@@ -431,3 +431,16 @@ def test_plot_into_given_axes_and_curves_with_a_title(ablation):
     assert len(numbers.plot(ax=left, title="", bars=True).axes[0].patches) == 2 and left.get_title() == ""
     assert not numbers.plot().axes[0].patches  # numbers: a line, unless bars=True
     assert results.plot_curves(title="two activations")._suptitle.get_text() == "two activations"
+
+
+def test_a_recorded_run_shows_no_time(tmp_path, data):
+    """Times in a reference file were measured on another machine under another load: the table shows none."""
+    train, test = data
+    base = {"hidden": 8, "epochs": 1, "batch_size": 50}
+    trained = Ablation(tiny_mlp, base=base, train=train, test=test, progress=False).run()
+    save_runs(tmp_path / "ref.json", [trained])
+    again = Ablation(tiny_mlp, base=base, train=train, test=test, progress=False, reference=tmp_path / "ref.json").run()
+    assert again.recorded and not trained.recorded and again.test_acc == trained.test_acc
+    assert Results([trained]).rows()[0]["time (s)"] == round(trained.seconds, 1)
+    assert Results([again]).rows()[0]["time (s)"] == "–"
+    assert "recorded" not in json.loads((tmp_path / "ref.json").read_text())["runs"][0]

@@ -111,8 +111,17 @@ class Course:
 
     @property
     def db_shown(self) -> str:
-        """The gradebook's URL as messages show it (no password)."""
+        """The gradebook's URL as messages show it (its password as ***)."""
         return shown_url(self.db_url)
+
+    @property
+    def db_identity(self) -> str:
+        """The gradebook's URL without any password: the same database whatever password reached it."""
+        from sqlalchemy.engine import URL, make_url
+
+        url = make_url(self.db_url)
+        return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                          url.query).render_as_string(hide_password=False)
 
     @functools.cached_property
     def settings(self) -> Settings:

@@ -116,8 +116,16 @@ def test_collect_grade_export_on_postgresql_keeps_every_grade_across_a_restart(p
     (download / "carol" / f"{LAB}.ipynb").write_text("this is not a notebook")
 
     kit("collect", LAB, download, "--course", root)
-    said = kit("grade", LAB, "--course", root, "--db", url)
-    assert f"the gradebook postgresql+psycopg://{GRADER}@127.0.0.1:{postgres.port}/{DATABASE}" in said, said[-2000:]
+    # A password (the server trusts 127.0.0.1, so any will do) is used, and never shown or written down.
+    with_password = url.replace(f"//{GRADER}@", f"//{GRADER}:not-shown@")
+    said = kit("grade", LAB, "--course", root, "--db", with_password)
+    assert f"the gradebook postgresql+psycopg://{GRADER}:***@127.0.0.1:{postgres.port}/{DATABASE}" in said, \
+        said[-2000:]
+    assert "not-shown" not in said
+    written = [p for p in (root / ".autograder").rglob("*") if p.is_file() and b"not-shown" in p.read_bytes()]
+    assert not written, f"the gradebook's password was written into {written}"
+    stamps = [json.loads(p.read_text()) for p in (root / ".autograder" / "labs").rglob("in-gradebook.json")]
+    assert stamps == [[f"postgresql+psycopg://{GRADER}@127.0.0.1:{postgres.port}/{DATABASE}"]], stamps
     first = tmp_path / "first.csv"
     kit("export", "--course", root, "--db", url, "--to", first)
     assert not (root / "gradebook.db").exists(), "a SQLite gradebook was written beside the PostgreSQL one"
@@ -160,6 +168,8 @@ def test_collect_grade_export_on_postgresql_keeps_every_grade_across_a_restart(p
     assert seen["listed"]["bob"][1] == stored["bob"][1], seen  # (carol's is 0 there: nothing was autograded)
 
     kit("grade", LAB, "--course", root, "--force")  # graded again, with course.toml's gradebook
+    stamps = [json.loads(p.read_text()) for p in (root / ".autograder" / "labs").rglob("in-gradebook.json")]
+    assert len(stamps) == 1 and len(stamps[0]) == 1, f"one database, stamped once whatever its password: {stamps}"
     again = gradebook_scores(url)
     assert again["bob"][2][cell] == (0, points), "grade overwrote the TA's manual grade"
     assert again["bob"][0] == stored["bob"][0] + points, (again["bob"], stored["bob"])

@@ -10,7 +10,7 @@ Everything below is generated and git-ignored::
     autograded/<student>/<lab>/<notebook>.ipynb   the executed notebooks (nbgrader's layout)
     feedback/<student>/<lab>/<notebook>.html      what the student gets back
     grades/<lab>.csv, grades/all_labs.csv         one row per student / everything for the LMS
-    gradebook.db                                  nbgrader's gradebook (or --db URL: `gradebook_url`)
+    gradebook.db                                  nbgrader's gradebook (or --db URL, below)
     .autograder/                                  the grader's private state (records, templates, logs)
 
 A lab is nbgrader's assignment: a folder ``<course>/solutions/<lab>/`` with one or more
@@ -81,7 +81,7 @@ def gradebook_url(url: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """The gradebook's URL without its password, for messages and the grader's own files."""
+    """The gradebook's URL with its password as ***, for messages."""
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)

@@ -52,10 +52,11 @@ $(COLAB_STAMP): tests/colab/requirements.txt
 	@touch $@
 
 # What the tests need from the system: Debian's chromium (the browser tests; never a browser download),
-# bubblewrap (the grading sandbox) and apt's package lists (the data layer's `apt-get download` of
-# Fashion-MNIST). Installed only as root with apt; elsewhere the tests that need a missing part skip
-# with a line saying what to install (under CI=true they fail instead).
-SYSTEM_PACKAGES := chromium bubblewrap
+# bubblewrap (the grading sandbox), postgresql (tests/test_postgres.py starts its own server) and apt's
+# package lists (the data layer's `apt-get download` of Fashion-MNIST). Installed only as root with apt;
+# elsewhere the tests that need a missing part skip with a line saying what to install (under CI=true
+# they fail instead).
+SYSTEM_PACKAGES := chromium bubblewrap postgresql
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); \

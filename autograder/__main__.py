@@ -11,7 +11,9 @@
 
 The course folder (submissions, grades, feedback, gradebook) is the repository
 root unless --course DIR or LABKIT_COURSE says otherwise; the gradebook is
-<course>/gradebook.db unless --db URL (any SQLAlchemy URL) or LABKIT_GRADEBOOK.
+<course>/gradebook.db unless --db URL (any SQLAlchemy URL; postgresql://USER@HOST/DB
+is PostgreSQL through psycopg 3), LABKIT_GRADEBOOK or course.toml's [database] url
+(docs/grading.md, "The gradebook on PostgreSQL").
 """
 import argparse
 import sys
@@ -34,8 +36,9 @@ def main(argv=None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--course", metavar="DIR", help="the course folder (default: $LABKIT_COURSE or the repo root)")
     with_db = argparse.ArgumentParser(add_help=False)
-    with_db.add_argument("--db", metavar="URL", help="the gradebook, any SQLAlchemy URL "
-                                                     "(default: sqlite:///<course>/gradebook.db)")
+    with_db.add_argument("--db", metavar="URL", help="the gradebook, any SQLAlchemy URL, e.g. "
+                                                     "postgresql://USER@HOST/DB (default: $LABKIT_GRADEBOOK, "
+                                                     "course.toml [database] url, sqlite:///<course>/gradebook.db)")
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

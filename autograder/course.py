@@ -10,13 +10,19 @@ Everything below is generated and git-ignored::
     autograded/<student>/<lab>/<notebook>.ipynb   the executed notebooks (nbgrader's layout)
     feedback/<student>/<lab>/<notebook>.html      what the student gets back
     grades/<lab>.csv, grades/all_labs.csv         one row per student / everything for the LMS
-    gradebook.db                                  nbgrader's gradebook (or --db URL)
+    gradebook.db                                  nbgrader's gradebook (or --db URL, below)
     .autograder/                                  the grader's private state (records, templates, logs)
 
 A lab is nbgrader's assignment: a folder ``<course>/solutions/<lab>/`` with one or more
 notebooks (the kit's labs have one, ``<lab>.ipynb``), when the course folder has a
 ``solutions/`` folder, else the kit's own ``solutions/``; the settings are
 ``<course>/course.toml`` when it has one, else the kit's.
+
+The gradebook is nbgrader's (``nbgrader.api.Gradebook``, SQLAlchemy): ``--db URL``, else
+``LABKIT_GRADEBOOK``, else course.toml's ``[database] url``, else ``sqlite:///<course>/gradebook.db``
+(``gradebook_url``).  ``postgresql://`` (and ``postgres://``) means ``postgresql+psycopg://``: psycopg 3,
+the ``grader`` extra's driver, whatever SQLAlchemy's default driver is; docs/grading.md, "The gradebook
+on PostgreSQL".
 """
 from __future__ import annotations
 
@@ -37,13 +43,85 @@ def notebooks_in(folder: Path) -> list:
     return sorted(p.stem for p in folder.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
 
 
+# Drivers the kit knows how to install, by SQLAlchemy's dialect+driver name: what to tell the instructor.
+DRIVERS = {"postgresql+psycopg": "psycopg 3, the grader extra's driver: pip install -c constraints.txt "
+                                 "-e '.[grader]' (or `make setup`), or pip install 'psycopg[binary]'",
+           "postgresql+psycopg2": "psycopg2: pip install psycopg2-binary, or use postgresql:// (psycopg 3, "
+                                  "which the grader extra installs)"}
+
+
+def gradebook_url(url: str) -> str:
+    """The SQLAlchemy URL of a gradebook, with ``postgresql://`` and ``postgres://`` made
+    ``postgresql+psycopg://`` (psycopg 3); SystemExit saying what to fix when it is not a URL or its
+    driver is not installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SystemExit(f"the gradebook {url!r} is not an SQLAlchemy URL: expected e.g. "
+                         "sqlite:////path/to/gradebook.db or postgresql://USER@HOST/DATABASE (docs/grading.md, "
+                         "'The gradebook on PostgreSQL')") from None
+    if parsed.drivername in ("postgresql", "postgres"):  # SQLAlchemy 2.0's default driver is psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        url = parsed.render_as_string(hide_password=False)
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise SystemExit(f"the gradebook {shown}: SQLAlchemy knows no database {parsed.drivername!r}; use "
+                         "sqlite:///PATH or postgresql://USER@HOST/DATABASE") from None
+    except ImportError as exc:
+        name = f"{parsed.get_backend_name()}+{parsed.get_driver_name()}"
+        install = DRIVERS.get(name, f"the Python package of the {parsed.get_driver_name()!r} driver")
+        raise SystemExit(f"the gradebook {shown} needs the database driver {name!r}, which is not installed "
+                         f"({exc}): install {install}") from None
+    return url
+
+
+def shown_url(url: str) -> str:
+    """The gradebook's URL with its password as ***, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 class Course:
     def __init__(self, root: str | os.PathLike | None = None, db_url: str | None = None):
         self.root = Path(root or os.environ.get("LABKIT_COURSE") or ROOT).resolve()
-        self.db_url = db_url or os.environ.get("LABKIT_GRADEBOOK") or f"sqlite:///{self.root / 'gradebook.db'}"
+        self._db_url = db_url
         own = self.root / "solutions"
         self.solutions = own if own.is_dir() else ROOT / "solutions"
         self.state = self.root / ".autograder"
+
+    @property
+    def default_db_url(self) -> str:
+        """nbgrader's own default gradebook for this folder."""
+        return f"sqlite:///{self.root / 'gradebook.db'}"
+
+    @functools.cached_property
+    def db_url(self) -> str:
+        """The gradebook (an SQLAlchemy URL, password included when one was given): ``--db``, else
+        ``$LABKIT_GRADEBOOK``, else course.toml's ``[database] url``, else ``<course>/gradebook.db``;
+        checked (``gradebook_url``) when first used, so that commands without a gradebook never need it."""
+        url = self._db_url or os.environ.get("LABKIT_GRADEBOOK") or self.settings.database_url or \
+            self.default_db_url
+        return gradebook_url(url)
+
+    @property
+    def db_shown(self) -> str:
+        """The gradebook's URL as messages show it (its password as ***)."""
+        return shown_url(self.db_url)
+
+    @property
+    def db_identity(self) -> str:
+        """The gradebook's URL without any password: the same database whatever password reached it."""
+        from sqlalchemy.engine import URL, make_url
+
+        url = make_url(self.db_url)
+        return URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                          url.query).render_as_string(hide_password=False)
 
     @functools.cached_property
     def settings(self) -> Settings:

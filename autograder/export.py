@@ -47,7 +47,7 @@ def export(course: Course | None = None, to: str | None = None, say=print, lms: 
     course = course or Course()
     labs, maximum, scores = table(course)
     if not labs:
-        raise SystemExit(f"nothing to export: no lab has been graded in {course.db_url}")
+        raise SystemExit(f"nothing to export: no lab has been graded in {course.db_shown}")
     left_out, notes = [], []
     if lms == "none":
         rows = [["student", *labs, "total"],

@@ -70,11 +70,12 @@ def prepare_template(course: Course, lab: str) -> Path:
 
 def add_to_gradebook(course: Course, lab: str, template: Path) -> None:
     """Create or update the lab in the course's gradebook (nbgrader generate_assignment with --db);
-    skipped when this very source is already there."""
+    skipped when this very source is already there.  The stamp names each gradebook by its URL without
+    a password (``Course.db_identity``): the same database, whatever password reached it."""
     from nbgrader.api import Gradebook, MissingEntry
 
     stamp = template / "in-gradebook.json"
-    if stamp.exists() and course.db_url in json.loads(stamp.read_text()):
+    if stamp.exists() and course.db_identity in json.loads(stamp.read_text()):
         with Gradebook(course.db_url) as gb:
             try:
                 gb.find_notebook(lab, lab)
@@ -85,7 +86,7 @@ def add_to_gradebook(course: Course, lab: str, template: Path) -> None:
     generate(lab, template, release, "source", course.db_url)
     shutil.rmtree(release, ignore_errors=True)
     urls = json.loads(stamp.read_text()) if stamp.exists() else []
-    stamp.write_text(json.dumps(sorted(set(urls) | {course.db_url})))
+    stamp.write_text(json.dumps(sorted(set(urls) | {course.db_identity})))
 
 
 # ---------------------------------------------------------------------------- workers
@@ -412,5 +413,5 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
     for status, n in counts.items():
         if n and status != "graded":
             say(f"  {status}: {STATUSES[status]}")
-    say(f"wrote {path} and the gradebook {course.db_url}")
+    say(f"wrote {path} and the gradebook {course.db_shown}")
     return graded

@@ -11,8 +11,9 @@ kit's layout) and then ``course_config`` of the folder they are in, which says:
 
 - the layout: nbgrader's ``source`` is the course's lab sources (``<course>/solutions/``, or the
   kit's ``solutions/`` for a course folder without its own, as ``Course.solutions``), ``release``
-  the student copies beside them (``notebooks/``), the gradebook the kit's (``$LABKIT_GRADEBOOK``
-  or ``<course>/gradebook.db``);
+  the student copies beside them (``notebooks/``), the gradebook the kit's (``$LABKIT_GRADEBOOK``,
+  else course.toml's ``[database] url``, else ``<course>/gradebook.db``: ``Course.db_url``, so that the
+  formgrader and ``grade`` share one gradebook, PostgreSQL's included);
 - the limits of the course's ``course.toml`` ([limits]): ``Execute.timeout`` is its
   ``cell_timeout`` (``nbgrader validate``, the Validate button), and ``nbgrader autograde`` gets
   every limit the kit's ``grade`` uses;
@@ -37,6 +38,7 @@ from autograder.course import Course
 from autograder.isolation import Limits
 
 FILE_NAME = "nbgrader_config.py"
+COURSE_ID = "default_course"  # nbgrader.api.Gradebook's default course id: the course of every assignment
 MARK = "Written by labkit"  # how ensure_config recognises a file of its own (it never touches another)
 
 
@@ -55,6 +57,10 @@ def layout(root) -> object:
     c.CourseDirectory.root = str(course.root)
     c.CourseDirectory.source_directory = _relative(course.solutions, course.root)
     c.CourseDirectory.release_directory = _relative(course.solutions.parent / "notebooks", course.root)
+    # nbgrader's default course id is '', for which it never adds the course row its assignments refer to:
+    # SQLite does not check that foreign key, PostgreSQL does (generate_assignment fails). nbgrader's
+    # Gradebook's own default, which it does add, is the one the kit's commands use too.
+    c.CourseDirectory.course_id = COURSE_ID
     # Validate (students' button, `nbgrader validate`) and any plain execution: the course's cell limit.
     c.Execute.timeout = course.settings.cell_timeout
     return c
@@ -66,7 +72,7 @@ def course_config(root) -> object:
 
     course = Course(root)
     c = layout(course.root)
-    if course.db_url != f"sqlite:///{course.root / 'gradebook.db'}":  # nbgrader's default is that one
+    if course.db_url != course.default_db_url:  # nbgrader's default is that one
         c.CourseDirectory.db_url = course.db_url
     c.merge(autograde_config(Limits.from_settings(course.settings)))
     c.merge(feedback_config())

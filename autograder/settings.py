@@ -46,6 +46,9 @@ KEYS = {
     ("limits", "max_procs"): (int, 128, "processes + threads per submission"),
     ("limits", "threads"): (int, 1, "OpenMP/MKL threads per kernel"),
     ("limits", "max_size_mb"): ((int, float), 50, "larger submissions are recorded, not graded (MB)"),
+    ("database", "url"): (str, None, "the gradebook's SQLAlchemy URL without a password, e.g. "
+                                     "postgresql://grader@db.example.edu/dl2027 (default: <course>/gradebook.db; "
+                                     "--db and LABKIT_GRADEBOOK win)"),
 }
 
 
@@ -73,6 +76,7 @@ class Settings:
     threads: int
     max_size_mb: float
     gradebook: tuple = ()  # ((lab, column title in the LMS gradebook), ...) from [gradebook]
+    database_url: str | None = None  # [database] url: nbgrader's gradebook (Course.db_url)
 
     def gradebook_title(self, lab: str) -> str:
         """The lab's column title in the LMS gradebook: [gradebook] <lab>, else the lab id."""
@@ -191,8 +195,23 @@ def load(path: str | Path | None = None) -> Settings:
     if values["moodle_identity"] not in MOODLE_IDENTITIES:
         fail(f"[submission] moodle_identity must be one of {', '.join(MOODLE_IDENTITIES)}, "
              f"got {values['moodle_identity']!r}")
+    database_url = values.pop("url")
+    if database_url is not None:
+        check_database_url(database_url, fail)
     gradebook = tuple((lab, title.strip()) for lab, title in data.get("gradebook", {}).items())
-    return Settings(path=path, gradebook=gradebook, **values)
+    return Settings(path=path, gradebook=gradebook, database_url=database_url, **values)
+
+
+def check_database_url(url: str, fail) -> None:
+    """[database] url: a database URL with no password in it (course.toml is shared and often in git)."""
+    parts = urlsplit(url.strip())
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", parts.scheme or "") or "://" not in url:
+        fail(f"[database] url must be an SQLAlchemy URL such as postgresql://grader@db.example.edu/dl2027 or "
+             f"sqlite:////srv/course/gradebook.db, got {url!r}")
+    if parts.password is not None or re.search(r"(^|[?&])password=", parts.query):
+        fail("[database] url holds a password: never put one in course.toml. Leave it out of the URL "
+             "(postgresql://grader@db.example.edu/dl2027) and give it in ~/.pgpass or $PGPASSWORD, or put the whole "
+             "URL in $LABKIT_GRADEBOOK instead (docs/grading.md, 'The gradebook on PostgreSQL')")
 
 
 def canonical(name: str) -> str:

@@ -46,7 +46,7 @@ def _failing_layer(model: nn.Module, x):
         pass
     finally:
         with torch.no_grad():
-            for buffer, saved in zip(model.buffers(), buffers):
+            for buffer, saved in zip(model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
         for hook in hooks:
             hook.remove()
@@ -80,7 +80,7 @@ def _layer_advice(name, layer, got, x) -> str:
             return (f"{where} takes {layer.in_channels} input channel(s), but got an input of shape {_shape(got)} "
                     f"with {got.shape[-dims - 1]} channel(s) (dimension 1). Make in_channels match the layer before "
                     f"it (its out_channels), or the images' channels for the first layer.")
-        if any(s < k for s, k in zip(got.shape[-dims:], layer.kernel_size)):
+        if any(s < k for s, k in zip(got.shape[-dims:], layer.kernel_size, strict=True)):
             return (f"{where} has a {'x'.join(map(str, layer.kernel_size))} kernel, but its input {_shape(got)} is "
                     f"smaller than that: too much pooling or too little padding before it. Print the shape after "
                     f"every layer (lk.trace_layers(model, x)) to see where it shrinks.")
@@ -105,9 +105,9 @@ def _label_problem(outputs, y):
         return None
     rows, classes = outputs.shape
     if y.ndim >= 1 and len(y) != rows:
-        return (f"the model returned {rows} rows of outputs for a batch of {len(y)} samples (outputs {_shape(outputs)}, "
-                f"labels {_shape(y)}): a reshape in the model mixes the samples. Keep the batch dimension: "
-                f"x.flatten(1) or x.view(len(x), -1), not x.view(-1, n).")
+        return (f"the model returned {rows} rows of outputs for a batch of {len(y)} samples "
+                f"(outputs {_shape(outputs)}, labels {_shape(y)}): a reshape in the model mixes the samples. "
+                f"Keep the batch dimension: x.flatten(1) or x.view(len(x), -1), not x.view(-1, n).")
     if y.ndim == 1 and classes > 1 and not y.is_floating_point() and y.numel():
         low, high = int(y.min()), int(y.max())
         if low < 0 or high >= classes:

@@ -6,13 +6,11 @@ solution by changing one line it must fail with a failed check (a CheckError, no
 mistake here must already fail the visible part, the part students run.
 """
 import pytest
-
-from autograder import solution_notebook
-from autograder.vocabulary import HIDDEN, without_markers
-from labkit.checks import CheckError
+from broken_answers import LabCells
 
 LAB = "03_mlp"
-PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\nimport labkit as lk\n"  # the lab's imports
+# the lab's imports
+PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\nimport labkit as lk\n"
 ANSWERS = ("apply_max_norm",)
 TESTS = ("test_apply_max_norm",)
 
@@ -41,47 +39,19 @@ BROKEN = {
 }
 
 
-def cells() -> dict:
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_notebook(LAB).cells
-            if "grade_id" in c.metadata.get("nbgrader", {})}
-
-
-SOURCES = cells()
-
-
-def run(answers: dict, test_id: str, visible_only: bool = False) -> None:
-    """Define the answers, then run the test cell (all of it, or its visible part) in a fresh namespace."""
-    namespace = {}
-    exec(PRELUDE, namespace)
-    for grade_id, code in answers.items():
-        exec(compile(code, f"<answer {grade_id}>", "exec"), namespace)
-    test = SOURCES[test_id].split(HIDDEN[0])[0] if visible_only else SOURCES[test_id]
-    exec(compile(test, f"<test {test_id}>", "exec"), namespace)
-
-
-def solution() -> dict:
-    return {grade_id: without_markers(SOURCES[grade_id]) for grade_id in ANSWERS}
+LAB_CELLS = LabCells(LAB, PRELUDE, ANSWERS)
 
 
 @pytest.mark.parametrize("test_id", TESTS)
 def test_the_solution_passes_the_max_norm_test(test_id):
-    run(solution(), test_id)
+    LAB_CELLS.run(LAB_CELLS.solution(), test_id)
 
 
 @pytest.mark.parametrize("test_id", TESTS)
 def test_the_solution_passes_the_visible_part(test_id):
-    run(solution(), test_id, visible_only=True)
+    LAB_CELLS.run(LAB_CELLS.solution(), test_id, visible_only=True)
 
 
 @pytest.mark.parametrize("mistake", BROKEN)
 def test_a_broken_answer_fails_its_test(mistake):
-    grade_id, right, wrong, failing, visible = BROKEN[mistake]
-    answers = solution()
-    assert answers[grade_id].count(right) == 1, f"the solution of {grade_id} no longer has {right!r}: update BROKEN"
-    answers[grade_id] = answers[grade_id].replace(right, wrong)
-    for test_id in failing:
-        with pytest.raises(CheckError):
-            run(answers, test_id)
-        if visible:
-            with pytest.raises(CheckError):
-                run(answers, test_id, visible_only=True)
+    LAB_CELLS.check_breakage(*BROKEN[mistake])

@@ -1,15 +1,12 @@
 """Lab 4's maxout, batch-norm and dropout tests catch the mistakes students make.
 
-Each graded test cell of section 1.6 (maxout) and of section 5 that checks an answer (visible and hidden part) runs in this
-process, without a kernel or data: against the solution it must pass, and against a broken answer
+Each graded test cell of section 1.6 (maxout) and of section 5 that checks an answer (visible and hidden
+part) runs in this process, without a kernel or data: against the solution it must pass, and against a broken answer
 made from the solution by changing one line it must fail with a failed check (a CheckError, not a
 crash). The mistakes the lab warns about must already fail the visible part, the part students run.
 """
 import pytest
-
-from autograder import solution_notebook
-from autograder.vocabulary import HIDDEN, without_markers
-from labkit.checks import CheckError
+from broken_answers import LabCells
 
 LAB = "04_activations"
 PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"  # the lab's imports
@@ -22,7 +19,8 @@ MAXOUT_RETURN = "x.unflatten(-1, (width // pieces, pieces)).amax(dim=-1)"
 BROKEN = {
     "maxout over the wrong axis": ("maxout", MAXOUT_RETURN, "x.unflatten(-1, (width // pieces, pieces)).amax(dim=-2)",
                                    ["test_maxout"], True),
-    "maxout over interleaved groups": ("maxout", MAXOUT_RETURN, "x.unflatten(-1, (pieces, width // pieces)).amax(dim=-2)",
+    "maxout over interleaved groups": ("maxout", MAXOUT_RETURN,
+                                       "x.unflatten(-1, (pieces, width // pieces)).amax(dim=-2)",
                                        ["test_maxout"], True),
     "maxout over every m-th feature, by view": ("maxout", MAXOUT_RETURN, "x.view(x.shape[0], pieces, -1).amax(dim=1)",
                                                 ["test_maxout"], True),
@@ -61,42 +59,14 @@ BROKEN = {
 }
 
 
-def cells() -> dict:
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_notebook(LAB).cells
-            if "grade_id" in c.metadata.get("nbgrader", {})}
-
-
-SOURCES = cells()
-
-
-def run(answers: dict, test_id: str, visible_only: bool = False) -> None:
-    """Define the answers, then run the test cell (all of it, or its visible part) in a fresh namespace."""
-    namespace = {}
-    exec(PRELUDE, namespace)
-    for grade_id, code in answers.items():
-        exec(compile(code, f"<answer {grade_id}>", "exec"), namespace)
-    test = SOURCES[test_id].split(HIDDEN[0])[0] if visible_only else SOURCES[test_id]
-    exec(compile(test, f"<test {test_id}>", "exec"), namespace)
-
-
-def solution() -> dict:
-    return {grade_id: without_markers(SOURCES[grade_id]) for grade_id in ANSWERS}
+LAB_CELLS = LabCells(LAB, PRELUDE, ANSWERS)
 
 
 @pytest.mark.parametrize("test_id", TESTS)
 def test_the_solution_passes_its_tests(test_id):
-    run(solution(), test_id)
+    LAB_CELLS.run(LAB_CELLS.solution(), test_id)
 
 
 @pytest.mark.parametrize("mistake", BROKEN)
 def test_a_broken_answer_fails_its_test(mistake):
-    grade_id, right, wrong, failing, visible = BROKEN[mistake]
-    answers = solution()
-    assert answers[grade_id].count(right) == 1, f"the solution of {grade_id} no longer has {right!r}: update BROKEN"
-    answers[grade_id] = answers[grade_id].replace(right, wrong)
-    for test_id in failing:
-        with pytest.raises(CheckError):
-            run(answers, test_id)
-        if visible:
-            with pytest.raises(CheckError):
-                run(answers, test_id, visible_only=True)
+    LAB_CELLS.check_breakage(*BROKEN[mistake])

@@ -7,10 +7,7 @@ must already fail the visible part, the part students run; a forbidden call (F.c
 gives the right numbers, so only the hidden part catches it.
 """
 import pytest
-
-from autograder import solution_notebook
-from autograder.vocabulary import HIDDEN, without_markers
-from labkit.checks import CheckError
+from broken_answers import LabCells
 
 LAB = "05_lenet"
 PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"  # the lab's imports
@@ -68,44 +65,14 @@ BROKEN = {
 }
 
 
-def cells() -> dict:
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution_notebook(LAB).cells
-            if "grade_id" in c.metadata.get("nbgrader", {})}
-
-
-SOURCES = cells()
-
-
-def run(answers: dict, test_id: str, visible_only: bool = False) -> None:
-    """Define the answers, then run the test cell (all of it, or its visible part) in a fresh namespace."""
-    namespace = {}
-    exec(PRELUDE, namespace)
-    for grade_id, code in answers.items():
-        exec(compile(code, f"<answer {grade_id}>", "exec"), namespace)
-    test = SOURCES[test_id].split(HIDDEN[0])[0] if visible_only else SOURCES[test_id]
-    exec(compile(test, f"<test {test_id}>", "exec"), namespace)
-
-
-def solution() -> dict:
-    return {grade_id: without_markers(SOURCES[grade_id]) for grade_id in ANSWERS}
+LAB_CELLS = LabCells(LAB, PRELUDE, ANSWERS)
 
 
 @pytest.mark.parametrize("test_id", TESTS)
 def test_the_solution_passes_the_section_2_tests(test_id):
-    run(solution(), test_id)
+    LAB_CELLS.run(LAB_CELLS.solution(), test_id)
 
 
 @pytest.mark.parametrize("mistake", BROKEN)
 def test_a_broken_answer_fails_its_test(mistake):
-    grade_id, right, wrong, failing, visible = BROKEN[mistake]
-    answers = solution()
-    assert answers[grade_id].count(right) == 1, f"the solution of {grade_id} no longer has {right!r}: update BROKEN"
-    answers[grade_id] = answers[grade_id].replace(right, wrong)
-    for test_id in failing:
-        with pytest.raises(CheckError):
-            run(answers, test_id)
-        if visible:
-            with pytest.raises(CheckError):
-                run(answers, test_id, visible_only=True)
-        else:  # only the hidden part catches it
-            run(answers, test_id, visible_only=True)
+    LAB_CELLS.check_breakage(*BROKEN[mistake], hidden_only=not BROKEN[mistake][4])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import textwrap
 
 import nbformat
 
@@ -100,8 +99,12 @@ def submit_source(lab: str, settings: Settings) -> str:
 
 def check_source(lab: str, nb, settings: Settings) -> str:
     entries = [f"{json.dumps(grade_id)}: {number(points)}," for grade_id, points in graded_tests(nb).items()]
-    tests = "\n".join(textwrap.wrap(" ".join(entries), 96, initial_indent=" " * 4, subsequent_indent=" " * 4,
-                                     break_long_words=False, break_on_hyphens=False))
+    lines = [[]]  # whole entries per line, up to 96 characters: a test's name and its points stay together
+    for entry in entries:
+        if lines[-1] and len("    " + " ".join([*lines[-1], entry])) > 96:
+            lines.append([])
+        lines[-1].append(entry)
+    tests = "\n".join("    " + " ".join(line) for line in lines)
     return ("# The graded tests of this lab and how they went in this kernel (restart and run all first: step 1).\n"
             f"lk.check_lab({json.dumps(lab)}, submit_as={json.dumps(settings.submission_name(lab))}, tests={{\n"
             f"{tests.rstrip(',')}\n}})")

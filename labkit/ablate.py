@@ -16,10 +16,15 @@ runner; every other key is passed to ``build_model(**model_options)``:
     subset (train on this many images), seed,
     normalize ((mean, std) to standardise the pixels, as ``split.loader(normalize=)``; None: [0, 1])
 
-and one optional key, which is part of a configuration only where it is given
-(so the configurations, and the cache keys, of runs without it stay what they were):
+and optional keys, each part of a configuration only where it is given (so the
+configurations, and the cache keys, of runs without them stay what they were):
 
     patience (early stopping on the validation loss, best weights restored; needs ``val``)
+    schedule ("onecycle": ``OneCycleLR`` up to ``lr`` and down again over the whole run;
+              "cosine": ``CosineAnnealingLR`` from ``lr`` to 0; both step every batch,
+              and neither goes with ``step_size``)
+    augment ("hflip": each training image is flipped left-right with probability 1/2,
+             drawn from a generator seeded with ``seed``)
 
 A run whose loss becomes NaN or infinite (``TrainingDiverged``) is recorded as
 diverged (``run.diverged``, accuracy NaN) instead of stopping the sweep.  With
@@ -74,7 +79,9 @@ TRAINING_DEFAULTS = {
 }
 # Training keys that are left out of a configuration unless given (and dropped when given at their
 # default): adding one must not change the configurations, and so the cache keys, of existing runs.
-OPTIONAL_TRAINING_DEFAULTS = {"patience": None}
+OPTIONAL_TRAINING_DEFAULTS = {"patience": None, "schedule": None, "augment": None}
+SCHEDULES = ("onecycle", "cosine")
+AUGMENTATIONS = ("hflip",)
 TRAINING_KEYS = frozenset(TRAINING_DEFAULTS) | frozenset(OPTIONAL_TRAINING_DEFAULTS)
 METRICS = {"test_acc": "test accuracy", "val_acc": "best validation accuracy"}
 
@@ -427,13 +434,26 @@ class Ablation:
         """One configuration: the base with ``overrides``."""
         return self._run_all([overrides], list(overrides), "run")[0]
 
-    def _run_all(self, overrides: list, factors: list, what: str) -> Results:
+    def retrain(self, run: Run, **overrides) -> Run:
+        """``run``'s configuration with ``overrides`` (e.g. ``epochs=1``), trained by this Ablation's
+        model builder: never read from the reference file (only from the cache, whose key holds the
+        model's code).  A graded check in full mode uses it: the recorded runs fill the tables, and the
+        check trains the student's own model for a short run.  Not added to ``runs``."""
+        self._refuse_unknown_keys([overrides])
+        config = _configuration(run.config, overrides)
+        _check_options(config, self.val is not None)
+        return self._find_or_train(config, wait=True, recorded=False)
+
+    def _refuse_unknown_keys(self, overrides: list) -> None:
         unknown = [k for o in overrides for k in o if k not in self.base and k not in TRAINING_KEYS]
         if unknown:
             raise ValueError(f"unknown configuration key(s) {sorted(set(unknown))}; the base has "
                              f"{', '.join(sorted(self.base))}")
-        if self.val is None and any(_configuration(self.base, o).get("patience") for o in overrides):
-            raise ValueError("early stopping (patience) watches the validation loss: Ablation(..., val=val)")
+
+    def _run_all(self, overrides: list, factors: list, what: str) -> Results:
+        self._refuse_unknown_keys(overrides)
+        for override in overrides:
+            _check_options(_configuration(self.base, override), self.val is not None)
         runs, waiting = [None] * len(overrides), []
         with tqdm(total=len(overrides), desc=what, unit="run", disable=not self.progress) as bar:
             for i, override in enumerate(overrides):
@@ -460,12 +480,13 @@ class Ablation:
         blob = json.dumps({"config": config, "sources": sources}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-    def _find_or_train(self, config: dict, wait: bool) -> Run | None:
-        """The run of ``config``: recorded, cached or trained now.  None when another process is
-        training it and ``wait`` is False; with ``wait``, poll until its result appears."""
-        recorded = self.reference.get(_config_id(self.name, config))
-        if recorded is not None:
-            return recorded
+    def _find_or_train(self, config: dict, wait: bool, recorded: bool = True) -> Run | None:
+        """The run of ``config``: recorded (unless ``recorded`` is False), cached or trained now.  None
+        when another process is training it and ``wait`` is False; with ``wait``, poll until its result
+        appears."""
+        found = self.reference.get(_config_id(self.name, config)) if recorded else None
+        if found is not None:
+            return found
         set_seed(config["seed"])
         model = self.build_model(**self.model_options(config))
         if self.cache_dir is None:
@@ -508,12 +529,11 @@ class Ablation:
     def _train(self, model: nn.Module, config: dict) -> Run:
         train = self.train.subset(config["subset"], seed=config["seed"]) if config["subset"] else self.train
         scale = {"normalize": tuple(config["normalize"])} if config["normalize"] else {}
-        loader = train.loader(config["batch_size"], shuffle=True, seed=config["seed"], **scale)
+        augment = {"transform": _horizontal_flips(config["seed"])} if config.get("augment") == "hflip" else {}
+        loader = train.loader(config["batch_size"], shuffle=True, seed=config["seed"], **scale, **augment)
         optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"],
                                    config["momentum"], config["weight_decay"])
-        scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
-                                                     gamma=config["gamma"])
-                     if config["step_size"] else None)
+        scheduler = _scheduler(optimizer, config, steps=config["epochs"] * len(loader))
         patience = config.get("patience")
         early = EarlyStopping(monitor="val_loss", patience=patience) if patience else None
         loss_fn = make_loss(config["loss"])
@@ -540,6 +560,43 @@ class Ablation:
         return Run(config=config, test_acc=result.accuracy, test_loss=result.loss, params=params, seconds=seconds,
                    history=history.to_dict(), model=self.name, best_epoch=history.best_epoch,
                    stopped_epoch=history.stopped_epoch)
+
+
+def _scheduler(optimizer, config: dict, steps: int):
+    """The learning-rate schedule of ``config`` (stepped every batch), or None."""
+    if config["step_size"]:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"], gamma=config["gamma"])
+    if config.get("schedule") == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
+    if config.get("schedule") == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return None
+
+
+def _horizontal_flips(seed: int):
+    """A batch transform flipping each image left-right with probability 1/2 (its own seeded generator)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def flip(batch: torch.Tensor) -> torch.Tensor:
+        chosen = torch.rand(len(batch), generator=generator) < 0.5
+        batch[chosen] = batch[chosen].flip(-1)  # each batch is its own copy (TensorLoader): safe in place
+        return batch
+
+    return flip
+
+
+def _check_options(config: dict, has_val: bool) -> None:
+    """Refuse optional training keys that cannot run, before anything trains."""
+    if config.get("patience") and not has_val:
+        raise ValueError("early stopping (patience) watches the validation loss: Ablation(..., val=val)")
+    schedule, augment = config.get("schedule"), config.get("augment")
+    if schedule is not None and schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)} (or None)")
+    if schedule is not None and config["step_size"]:
+        raise ValueError(f"schedule={schedule!r} and step_size={config['step_size']} are two learning-rate "
+                         "schedules: give one of them")
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTATIONS)} (or None)")
 
 
 def _configuration(base: dict, override: dict) -> dict:

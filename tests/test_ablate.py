@@ -1,4 +1,5 @@
 """labkit.ablate on a tiny real problem: 600 Fashion-MNIST images, a small MLP, one epoch."""
+import dataclasses
 import json
 import linecache
 import math
@@ -202,6 +203,9 @@ LAB5_VARIANTS = ([{}, {"loss": "mse", "softmax_output": True}, {"loss": "multi_m
                     {"dropout": 0.3}, {"channels": (32, 64, 256)}]
                  + [{"channels": (32, 64, 256), "pooling": "max", "batch_norm": True, "activation": "leaky_relu",
                      **extra} for extra in ({}, {"dropout": 0.3, "step_size": 600})])
+LAB5_BEST = {"channels": (32, 64, 256), "pooling": "max", "batch_norm": True, "activation": "leaky_relu",
+             "dropout": 0.3, "lr": 3e-3, "schedule": "onecycle", "augment": "hflip"}
+LAB5_SEEDS = (0, 1, 2)
 
 
 def test_the_shipped_lab5_results_cover_every_ablation_and_meet_the_targets():
@@ -219,10 +223,14 @@ def test_the_shipped_lab5_results_cover_every_ablation_and_meet_the_targets():
 
     assert len(LAB5_VARIANTS) == 41
     lenet = [find("LeNet5", **variant) for variant in LAB5_VARIANTS]
-    fc = find("make_fc_net")
-    # Targets of the course (issue 4): base >= 89 %, FC >= 89 %, combined best >= 92.5 %.
-    assert lenet[0].test_acc >= 0.89 and fc.test_acc >= 0.89
-    assert max(run.test_acc for run in lenet[-2:]) >= 0.925
+    seeds = {name: [find(model, **changes, seed=seed) for seed in LAB5_SEEDS]
+             for name, model, changes in [("fc", "make_fc_net", {}), ("base", "LeNet5", {}),
+                                          ("best", "LeNet5", LAB5_BEST)]}
+    assert len(runs) == len(LAB5_VARIANTS) + 1 + 2 * 2 + 3  # + the FC net, 2 more seeds of FC and base, BEST x 3
+    assert seeds["base"][0] is lenet[0]
+    mean = {name: sum(run.test_acc for run in group) / len(group) for name, group in seeds.items()}
+    # Targets (issues 4 and 14): FC and base >= 89 % on average over the seeds, BEST >= 93.0 % on average.
+    assert mean["fc"] >= 0.89 and mean["base"] >= 0.89 and mean["best"] >= 0.930
 
 
 def test_a_class_edited_in_a_notebook_cell_changes_the_cache_key(ablation, tmp_path):
@@ -444,3 +452,50 @@ def test_a_recorded_run_shows_no_time(tmp_path, data):
     assert Results([trained]).rows()[0]["time (s)"] == round(trained.seconds, 1)
     assert Results([again]).rows()[0]["time (s)"] == "–"
     assert "recorded" not in json.loads((tmp_path / "ref.json").read_text())["runs"][0]
+
+
+def test_one_cycle_and_cosine_schedules_step_every_batch(ablation):
+    onecycle, cosine = ablation.compare({"schedule": "onecycle", "epochs": 4}, {"schedule": "cosine", "epochs": 4},
+                                        factors=["schedule"])
+    # 600 images, batch 50: 12 steps an epoch, 48 in all. fit records the rate at the start of each epoch.
+    # One-cycle starts at lr / 25, peaks at lr (3e-3) 30 % of the way in, and ends far below where it
+    # started; cosine starts at lr and falls all the way.
+    assert onecycle.config["schedule"] == "onecycle" and cosine.config["schedule"] == "cosine"
+    one, cos = onecycle.history["lr"], cosine.history["lr"]
+    assert one[0] == pytest.approx(3e-3 / 25) and one[1] > 0.9 * 3e-3 and one[1] > one[2] > one[3]
+    assert cos[0] == 3e-3 and cos[0] > cos[1] > cos[2] > cos[3] > 0
+    plain = ablation.run()
+    assert "schedule" not in plain.config and plain.history["lr"][-1] == 3e-3
+    with pytest.raises(ValueError, match="two learning-rate schedules"):
+        ablation.run(schedule="onecycle", step_size=10)
+    with pytest.raises(ValueError, match="unknown schedule 'warm'; choose one of onecycle, cosine"):
+        ablation.run(schedule="warm")
+
+
+def test_horizontal_flips_change_training_and_repeat_with_the_seed(data, tmp_path):
+    train, test = data
+    make = lambda cache: Ablation(tiny_mlp, base={"hidden": 16, "epochs": 1, "batch_size": 50, "lr": 3e-3},  # noqa: E731
+                                  train=train, test=test, cache_dir=cache, progress=False)
+    flipped, plain = make(tmp_path / "a").compare({"augment": "hflip"}, {"augment": None}, factors=["augment"])
+    again = make(tmp_path / "b").run(augment="hflip")
+    assert flipped.config["augment"] == "hflip" and "augment" not in plain.config
+    assert flipped.history["train_loss"] != plain.history["train_loss"]
+    assert again.history["train_loss"] == flipped.history["train_loss"] and not again.cached
+    with pytest.raises(ValueError, match="unknown augment 'rotate'; choose one of hflip"):
+        make(None).run(augment="rotate")
+
+
+def test_retrain_trains_the_model_even_where_a_run_is_recorded(ablation, data, tmp_path):
+    # A recorded run (as Lab 5 ships) of a *different* model under the same name and configuration:
+    # run() reads it, retrain() trains this model and gets its real accuracy.
+    real = ablation.run(hidden=32)
+    fake = dataclasses.replace(real, test_acc=0.999, history={"epoch": [1]})
+    path = save_runs(tmp_path / "reference" / "runs.json", [fake])
+    recorded = Ablation(tiny_mlp, base=ablation.base, train=data[0], test=data[1], reference=path, progress=False)
+    assert recorded.run(hidden=32).test_acc == 0.999
+    short = recorded.retrain(recorded.run(hidden=32), epochs=2)
+    assert short.config == {**real.config, "epochs": 2} and not short.recorded and len(short.history["epoch"]) == 2
+    assert 0.1 < short.test_acc < 0.999 and recorded.runs[-1].test_acc == 0.999  # retrain is not added to runs
+    assert recorded.retrain(recorded.run(hidden=32)).test_acc == real.test_acc  # same seed, same model: same run
+    with pytest.raises(ValueError, match=r"unknown configuration key\(s\) \['hiden'\]"):
+        recorded.retrain(real, hiden=3)

@@ -1,4 +1,5 @@
-"""Lab 5's convolution and pooling tests (section 2) catch the mistakes students make.
+"""Lab 5's graded tests catch the mistakes students make: section 2's convolution and pooling, and the
+base LeNet-5's accuracy check, which trains the student's own network in quick and in full mode.
 
 Each graded test cell of section 2 (visible and hidden part) runs in this process, without a kernel or
 data: against the solution it must pass, and against a broken answer made from the solution by changing
@@ -9,9 +10,15 @@ gives the right numbers, so only the hidden part catches it.
 import pytest
 from broken_answers import LabCells
 
+from autograder import solution_notebook
+from autograder.vocabulary import without_markers
+from labkit.checks import CheckError
+from labkit.diagnose import FirstBatchError
+
 LAB = "05_lenet"
 PRELUDE = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n"  # the lab's imports
-ANSWERS = ("conv_output_size", "conv2d_loops", "conv2d_unfold", "max_pool2d", "avg_pool2d", "conv_parameters")
+ANSWERS = ("conv_output_size", "conv2d_loops", "conv2d_unfold", "max_pool2d", "avg_pool2d", "conv_parameters",
+           "lenet5")
 TESTS = ("test_conv_output_size", "test_conv2d_loops", "test_conv2d_unfold", "test_max_pool2d", "test_avg_pool2d",
          "test_conv_parameters")
 SIZE, LOOPS, UNFOLD = "test_conv_output_size", "test_conv2d_loops", "test_conv2d_unfold"
@@ -76,3 +83,52 @@ def test_the_solution_passes_the_section_2_tests(test_id):
 @pytest.mark.parametrize("mistake", BROKEN)
 def test_a_broken_answer_fails_its_test(mistake):
     LAB_CELLS.check_breakage(*BROKEN[mistake], hidden_only=not BROKEN[mistake][4])
+
+
+# -- The base LeNet-5's graded accuracy check trains the student's own LeNet5, in both modes --------------------
+# The lab's cells run here in order (settings, data, the LeNet5 answer, the base run, its graded check), under
+# nbgrader's flag (no cache) with LABKIT_QUICK set. Quick mode trains the base run itself; full mode reads it from the
+# recorded results, and the check trains the student's network for one epoch on all 60 000 images.
+LENET_LINE = "act, pool = self.ACTIVATIONS[activation], self.POOLING[pooling]"
+POOLS = "*conv(1, c1, 2), pool(2), *conv(c1, c2, 0), pool(2)"
+LENET_BROKEN = {  # mistake: (the line of the solution, the broken line, the modes whose accuracy check fails)
+    "sigmoid for every activation": (LENET_LINE, "act, pool = nn.Sigmoid, self.POOLING[pooling]", ("quick", "full")),
+    "pooling skipped": (POOLS, "*conv(1, c1, 2), *conv(c1, c2, 0)", ("quick", "full")),
+    # A linear network learns as fast as the base in 2 epochs on 3 000 images (72.4 % against 69.9 %, seed 0): quick
+    # mode's accuracy check cannot see it, test_lenet5_options does (an Identity where the Tanh should be).
+    "no activation at all": (LENET_LINE, "act, pool = nn.Identity, self.POOLING[pooling]", ("full",)),
+}
+LAB_STEPS = ("QUICK = lk.quick_mode()", "train, test = lk.load_fashion_mnist()")
+
+
+def run_base_check(monkeypatch, mode: str, lenet_source: str) -> None:
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setenv("LABKIT_QUICK", "1" if mode == "quick" else "0")
+    cells = [c.source for c in solution_notebook(LAB).cells]
+    steps = [next(s for s in cells if step in s) for step in LAB_STEPS]
+    steps += [lenet_source, next(s for s in cells if s.startswith("BASE = dict(TRAINING")),
+              LAB_CELLS.sources["test_base_accuracy"]]
+    namespace = {"display": lambda *_: None}
+    exec("import labkit as lk\n" + PRELUDE, namespace)
+    for step in steps:
+        exec(compile(step, "<lab 5 cell>", "exec"), namespace)
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_the_solution_passes_the_base_accuracy_check(monkeypatch, mode, fashion_mnist):
+    run_base_check(monkeypatch, mode, without_markers(LAB_CELLS.sources["lenet5"]))
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+@pytest.mark.parametrize("mistake", LENET_BROKEN)
+def test_a_broken_lenet5_fails_the_base_accuracy_check(monkeypatch, mistake, mode, fashion_mnist):
+    right, wrong, failing = LENET_BROKEN[mistake]
+    solution = without_markers(LAB_CELLS.sources["lenet5"])
+    assert solution.count(right) == 1, f"the solution of lenet5 no longer has {right!r}: update LENET_BROKEN"
+    if mode in failing:
+        with pytest.raises((CheckError, FirstBatchError)):
+            run_base_check(monkeypatch, mode, solution.replace(right, wrong))
+    else:
+        run_base_check(monkeypatch, mode, solution.replace(right, wrong))
+        with pytest.raises(CheckError):
+            LAB_CELLS.run({**LAB_CELLS.solution(), "lenet5": solution.replace(right, wrong)}, "test_lenet5_options")

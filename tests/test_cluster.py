@@ -31,8 +31,8 @@ require(importlib.util.find_spec("distributed") is not None,
         'grading on a cluster needs Dask, not installed here: pip install "dask[distributed]"')
 
 LIMITS = Limits(cell_timeout=4, notebook_timeout=60, interrupt_grace=5, memory_mb=1536, tree_memory_mb=2560)
-# good, broken twice, runaway (the cell's time limit), crashing (graded again, alone)
-CHOSEN = ["control-full", "control-partial", "syntax-error", "infinite-loop", "kernel-death"]
+# good, broken, runaway (the cell's time limit), crashing (graded again, alone)
+CHOSEN = ["control-full", "control-partial", "infinite-loop", "kernel-death"]
 BIN = Path(sys.executable).parent
 
 
@@ -128,6 +128,18 @@ def test_an_unreachable_scheduler_says_where_and_what_to_check():
     with pytest.raises(SystemExit) as failure:
         connect("tcp://127.0.0.1:9", timeout="2s")
     assert "tcp://127.0.0.1:9" in str(failure.value) and "dask scheduler" in str(failure.value)
+
+
+def test_without_dask_cluster_says_what_to_install_and_local_grading_never_imports_it():
+    blocked = ("import sys; sys.modules['distributed'] = None; from autograder.cluster import connect; "
+               "connect('tcp://127.0.0.1:9')")
+    run = subprocess.run([sys.executable, "-c", blocked], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and 'pip install "dask[distributed]"' in run.stderr, run.stderr
+    local = ("import sys, autograder.__main__, autograder.grade; "
+             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
+             "print(bad, file=sys.stderr); sys.exit(1 if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", local], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"local grading imported Dask: {run.stderr}"
 
 
 def test_a_worker_killed_while_it_grades_costs_nothing(tmp_path, cluster, sandbox):

@@ -6,6 +6,8 @@
   collect LAB SOURCE            map an LMS download (zip or folder) to students; keep every file
                                 (--lms canvas|moodle --roster EXPORT: that LMS's own names, docs/lms.md)
   grade LAB [--workers N]       autograde every collected submission, each in its own sandbox
+            [--cluster ADDR]    ... or one Dask task per submission on a Dask cluster (tcp://HOST:PORT;
+                                course.toml [grading] cluster; pip install -e ".[grader,cluster]")
   feedback LAB                  one HTML file per student: each test's result and message
   export                        every lab's scores in one CSV for the LMS (--lms: its gradebook import)
 
@@ -71,6 +73,9 @@ def main(argv=None) -> int:
     gra = commands.add_parser("grade", parents=[common, with_db], help="autograde every collected submission of LAB")
     gra.add_argument("lab")
     gra.add_argument("--workers", type=int, default=1, help="submissions graded at the same time (1)")
+    gra.add_argument("--cluster", metavar="ADDRESS",
+                     help="grade on the Dask cluster whose scheduler is at ADDRESS, e.g. tcp://HOST:8786, one task "
+                          "per submission (default: course.toml [grading] cluster; none: this machine)")
     gra.add_argument("--force", action="store_true", help="grade again even unchanged submissions")
     gra.add_argument("--limit", type=int, help="grade at most this many pending submissions in this run")
     gra.add_argument("--sandbox", choices=["auto", "full", "off"], default="auto",
@@ -122,7 +127,7 @@ def main(argv=None) -> int:
                                       notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
                                       nproc=args.max_procs, threads=args.threads)
         grade(args.lab, course, workers=args.workers, force=args.force, limits=limits, sandbox=args.sandbox,
-              limit=args.limit, max_bytes=args.max_size and int(args.max_size * 2**20))
+              limit=args.limit, max_bytes=args.max_size and int(args.max_size * 2**20), cluster=args.cluster)
     elif args.command == "feedback":
         from autograder.feedback import feedback
 

@@ -326,15 +326,22 @@ def resolve_mode(requested: str, limits: Limits, say) -> str:
 
 def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool = False,
           limits: Limits | None = None, sandbox: str = "auto", limit: int | None = None,
-          max_bytes: int | None = None, retry: bool = True, say=print) -> dict:
+          max_bytes: int | None = None, retry: bool = True, cluster: str | None = None, say=print) -> dict:
     """Grade every collected submission of ``lab``; return {student: record} of the submissions graded now.
-    ``limits`` and ``max_bytes`` default to the course settings' [limits]."""
+    ``limits`` and ``max_bytes`` default to the course settings' [limits].  ``cluster`` (default: the
+    settings' [grading] cluster): a Dask scheduler's address; each submission is graded there
+    (autograder/cluster.py) instead of on ``workers`` local processes."""
     use_tool_path()
     warnings.filterwarnings("ignore", module="nbgrader")  # nbgrader's own SQLAlchemy session warnings
     course = course or Course()
     limits = limits or Limits.from_settings(course.settings)
     max_bytes = max_bytes or int(course.settings.max_size_mb * 2**20)
     course.check_lab(lab)
+    cluster = cluster or course.settings.cluster
+    if cluster:
+        from autograder.cluster import connect, run_jobs_on_cluster
+
+        connect(address=cluster).close()  # fails now, saying what to install or check, not after the setup
     students = course.students(lab)
     if not students:
         raise SystemExit(f"no submissions of {lab} in {course.root / 'submitted'}: run "
@@ -354,7 +361,8 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
     skipped = len(students) - len(pending)
     if limit is not None:
         pending = pending[:limit]
-    say(f"{lab}: {len(students)} submission(s); {len(pending)} to grade with {workers} worker(s)"
+    say(f"{lab}: {len(students)} submission(s); {len(pending)} to grade "
+        + (f"on the Dask cluster at {cluster}" if cluster else f"with {workers} worker(s)")
         + (f", {skipped} already graded (unchanged; --force to grade again)" if skipped else ""))
 
     jobs_dir = course.state / "jobs" / lab
@@ -396,12 +404,19 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         write_csv(course, lab)
         return graded
     try:
-        run_jobs([job_for(s) for s in pending], workers, log_dir, on_result)
+        if cluster:
+            run_jobs_on_cluster([job_for(s) for s in pending], cluster, log_dir, on_result, say)
+        else:
+            run_jobs([job_for(s) for s in pending], workers, log_dir, on_result)
         again[:] = [s for s, r in graded.items() if r["status"] in ("crashed", "error")]
-        if retry and workers > 1 and again:  # rule out interference from a submission graded alongside
+        if retry and (workers > 1 or cluster) and again:  # rule out interference from a submission alongside
             say(f"grading {len(again)} crashed submission(s) again, alone: {', '.join(again)}")
-            run_jobs([job_for(s) for s in again], 1, log_dir,
-                     lambda job, result: on_result(job, result, retried=True))
+            if cluster:  # one task at a time on the cluster
+                run_jobs_on_cluster([job_for(s) for s in again], cluster, log_dir,
+                                    lambda job, result: on_result(job, result, retried=True), say, alone=True)
+            else:
+                run_jobs([job_for(s) for s in again], 1, log_dir,
+                         lambda job, result: on_result(job, result, retried=True))
     except KeyboardInterrupt:
         left = len(pending) - counter["n"]
         write_csv(course, lab)

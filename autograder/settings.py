@@ -49,6 +49,9 @@ KEYS = {
     ("database", "url"): (str, None, "the gradebook's SQLAlchemy URL without a password, e.g. "
                                      "postgresql://grader@db.example.edu/dl2027 (default: <course>/gradebook.db; "
                                      "--db and LABKIT_GRADEBOOK win)"),
+    ("grading", "cluster"): (str, None, "the Dask scheduler that `grade` sends submissions to, e.g. "
+                                        "tcp://grader-head.example.edu:8786 (default: grade on this machine; "
+                                        "--cluster wins; docs/grading.md, 'Grading on a cluster')"),
 }
 
 
@@ -77,6 +80,7 @@ class Settings:
     max_size_mb: float
     gradebook: tuple = ()  # ((lab, column title in the LMS gradebook), ...) from [gradebook]
     database_url: str | None = None  # [database] url: nbgrader's gradebook (Course.db_url)
+    cluster: str | None = None  # [grading] cluster: a Dask scheduler's address (autograder/cluster.py)
 
     def gradebook_title(self, lab: str) -> str:
         """The lab's column title in the LMS gradebook: [gradebook] <lab>, else the lab id."""
@@ -198,8 +202,13 @@ def load(path: str | Path | None = None) -> Settings:
     database_url = values.pop("url")
     if database_url is not None:
         check_database_url(database_url, fail)
+    cluster = values.pop("cluster")
+    if cluster is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", cluster.strip()):
+        fail(f"[grading] cluster must be a Dask scheduler address such as tcp://grader-head.example.edu:8786, "
+             f"got {cluster!r}")
     gradebook = tuple((lab, title.strip()) for lab, title in data.get("gradebook", {}).items())
-    return Settings(path=path, gradebook=gradebook, database_url=database_url, **values)
+    return Settings(path=path, gradebook=gradebook, database_url=database_url,
+                    cluster=cluster.strip() if cluster else None, **values)
 
 
 def check_database_url(url: str, fail) -> None:

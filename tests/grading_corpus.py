@@ -7,17 +7,51 @@ and ``test_scale_allclose`` (1, plain ``assert torch.allclose``).
 ``corpus(...)`` returns the files of an LMS download: {file name: (bytes, time)}
 and ``EXPECTED`` what each student must get: (status, score, words the reason
 must contain), or a list of such outcomes when more than one is right.  Scores: add right = 2,
-scale right = 3.
+scale right = 3.  ``tiny_course``, ``make_zip``, ``rows``, ``quiet`` and ``CORPUS_LIMITS``: what the
+tests that grade it share (tests/test_grading.py, tests/test_cluster.py).
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import zipfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from autograder.course import Course
+from autograder.isolation import Limits
 from autograder.vocabulary import visible
+
+CORPUS_LIMITS = Limits(cell_timeout=10, notebook_timeout=120, interrupt_grace=10, memory_mb=1536,
+                       tree_memory_mb=2560)
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+def rows(path: Path) -> dict:
+    """grades/<lab>.csv: {student: row}."""
+    return {row["student"]: row for row in csv.DictReader(io.StringIO(path.read_text()))}
+
+
+def make_zip(path: Path, files: dict) -> Path:
+    """An LMS download of {name: (bytes, time)}."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, (data, time) in files.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=time.timetuple()[:6]), data)
+    return path
+
+
+def tiny_course(root: Path) -> Course:
+    """A course folder at ``root`` whose only lab is the tiny one (its source in solutions/)."""
+    (root / "solutions" / LAB).mkdir(parents=True)
+    nbformat.write(source_notebook(), root / "solutions" / LAB / f"{LAB}.ipynb")
+    return Course(root)
 
 LAB = "07_tiny"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}

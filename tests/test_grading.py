@@ -5,20 +5,29 @@ zip of bad submissions, graded with 2 workers and small limits; then the real
 labs: every solution, and Lab 3's release and a half-done copy, end to end.
 """
 import csv
-import io
 import json
 import re
 import socket
 import threading
-import zipfile
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
 from editions import half_done
-from grading_corpus import CANARY, EXPECTED, LAB, corpus, source_notebook, student_notebook
+from grading_corpus import (
+    CANARY,
+    CORPUS_LIMITS,
+    EXPECTED,
+    LAB,
+    corpus,
+    make_zip,
+    quiet,
+    rows,
+    source_notebook,
+    student_notebook,
+    tiny_course,
+)
 
 from autograder import ROOT, labs, solution_notebook
 from autograder.collect import Entry, collect, lab_mentions, map_entry
@@ -26,27 +35,8 @@ from autograder.course import Course
 from autograder.export import export
 from autograder.feedback import feedback, secret_lines
 from autograder.grade import grade
-from autograder.isolation import Limits
 from autograder.settings import load as load_settings
 from autograder.worker import read_submission
-
-CORPUS_LIMITS = Limits(cell_timeout=10, notebook_timeout=120, interrupt_grace=10, memory_mb=1536,
-                       tree_memory_mb=2560)
-
-
-def quiet(*_args, **_kwargs):
-    pass
-
-
-def rows(path: Path) -> dict:
-    return {row["student"]: row for row in csv.DictReader(io.StringIO(path.read_text()))}
-
-
-def make_zip(path: Path, files: dict) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, (data, time) in files.items():
-            archive.writestr(zipfile.ZipInfo(name, date_time=time.timetuple()[:6]), data)
-    return path
 
 
 class Listener:
@@ -149,9 +139,7 @@ def test_secret_lines_are_the_hidden_tests_only():
 @pytest.fixture(scope="module")
 def graded_corpus(tmp_path_factory, sandbox):
     root = tmp_path_factory.mktemp("course")
-    (root / "solutions" / LAB).mkdir(parents=True)
-    nbformat.write(source_notebook(), root / "solutions" / LAB / f"{LAB}.ipynb")
-    course = Course(root)
+    course = tiny_course(root)
     listener = Listener()
     files = corpus(root, listener.port, str(course.submitted("control-full", LAB) / f"{LAB}.ipynb"),
                    str(root / "gradebook.db"))

@@ -23,7 +23,7 @@ def pins() -> dict:
 def requirements() -> list:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [Requirement(r) for r in project["dependencies"] + extras["grader"] + extras["dev"]]
+    return [Requirement(r) for r in project["dependencies"] + extras["grader"] + extras["dev"] + extras["cluster"]]
 
 
 def test_every_dependency_is_pinned_within_its_range():
@@ -58,10 +58,10 @@ def test_this_environment_is_the_locked_one():
 def test_conda_environment_uses_the_same_lock():
     text = (ROOT / "environment.yml").read_text()
     body = [line.split("#")[0].strip() for line in text.splitlines()]
-    assert "- -c constraints.txt" in body and "- -e .[grader,dev]" in body
+    assert "- -c constraints.txt" in body and "- -e .[grader,dev,cluster]" in body
     assert not [line for line in body if re.search(r"[<>=]=", line)], "no second list of versions"
     makefile = (ROOT / "Makefile").read_text()
-    assert "EXTRAS := grader,dev" in makefile and "-c constraints.txt" in makefile
+    assert "EXTRAS := grader,dev,cluster" in makefile and "-c constraints.txt" in makefile
 
 
 def test_ci_runs_make_test():

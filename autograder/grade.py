@@ -403,20 +403,20 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
     if not pending:
         write_csv(course, lab)
         return graded
-    try:
+    def run_all(students, handle, alone=False):
+        """Grade ``students`` here on ``workers`` processes or on the cluster; ``alone``: one at a time."""
+        jobs = [job_for(s) for s in students]
         if cluster:
-            run_jobs_on_cluster([job_for(s) for s in pending], cluster, log_dir, on_result, say)
+            run_jobs_on_cluster(jobs, cluster, log_dir, handle, say, alone=alone)
         else:
-            run_jobs([job_for(s) for s in pending], workers, log_dir, on_result)
+            run_jobs(jobs, 1 if alone else workers, log_dir, handle)
+
+    try:
+        run_all(pending, on_result)
         again[:] = [s for s, r in graded.items() if r["status"] in ("crashed", "error")]
         if retry and (workers > 1 or cluster) and again:  # rule out interference from a submission alongside
             say(f"grading {len(again)} crashed submission(s) again, alone: {', '.join(again)}")
-            if cluster:  # one task at a time on the cluster
-                run_jobs_on_cluster([job_for(s) for s in again], cluster, log_dir,
-                                    lambda job, result: on_result(job, result, retried=True), say, alone=True)
-            else:
-                run_jobs([job_for(s) for s in again], 1, log_dir,
-                         lambda job, result: on_result(job, result, retried=True))
+            run_all(again, lambda job, result: on_result(job, result, retried=True), alone=True)
     except KeyboardInterrupt:
         left = len(pending) - counter["n"]
         write_csv(course, lab)

@@ -11,7 +11,6 @@ import pytest
 from broken_answers import LabCells
 
 from autograder import solution_notebook
-from autograder.vocabulary import without_markers
 from labkit.checks import CheckError
 from labkit.diagnose import FirstBatchError
 
@@ -116,14 +115,14 @@ def run_base_check(monkeypatch, mode: str, lenet_source: str) -> None:
 
 @pytest.mark.parametrize("mode", ["quick", "full"])
 def test_the_solution_passes_the_base_accuracy_check(monkeypatch, mode, fashion_mnist):
-    run_base_check(monkeypatch, mode, without_markers(LAB_CELLS.sources["lenet5"]))
+    run_base_check(monkeypatch, mode, LAB_CELLS.solution()["lenet5"])
 
 
 @pytest.mark.parametrize("mode", ["quick", "full"])
 @pytest.mark.parametrize("mistake", LENET_BROKEN)
 def test_a_broken_lenet5_fails_the_base_accuracy_check(monkeypatch, mistake, mode, fashion_mnist):
     right, wrong, failing = LENET_BROKEN[mistake]
-    solution = without_markers(LAB_CELLS.sources["lenet5"])
+    solution = LAB_CELLS.solution()["lenet5"]
     assert solution.count(right) == 1, f"the solution of lenet5 no longer has {right!r}: update LENET_BROKEN"
     if mode in failing:
         with pytest.raises((CheckError, FirstBatchError)):

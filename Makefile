@@ -17,6 +17,7 @@ PYTEST_ARGS ?=
 LAB_ARGS ?=
 BENCH_ARGS ?=
 JOBS ?= 2
+CLUSTER ?=
 LAB ?=
 SOURCE ?=
 WORKERS ?= 2
@@ -86,7 +87,7 @@ bench-course: setup data
 
 # Lab 5's recorded full-mode results (labkit/reference/05_lenet.json): hours of CPU, JOBS kernels side by side.
 lab5-results: setup data
-	$(BIN)/python -m autograder results 05_lenet --jobs $(JOBS)
+	$(BIN)/python -m autograder results 05_lenet --jobs $(JOBS) $(if $(CLUSTER),--cluster "$(CLUSTER)")
 
 # Grading throughput: plain nbgrader vs the sandboxed grader with 1 and 2 workers (bench/grading.py).
 bench-grading: setup data

@@ -3,6 +3,7 @@
   release [LAB ...]             stamp course.toml into solutions/, regenerate the student notebooks in notebooks/
   publish OUT                   write the student edition (notebooks, labkit, README) into OUT, to push for students
   results LAB [--jobs N]        regenerate a lab's recorded full-mode results (Lab 5; hours of CPU)
+              [--cluster ADDR]  ... each sweep's runs trained side by side on a Dask cluster's workers
   collect LAB SOURCE            map an LMS download (zip or folder) to students; keep every file
                                 (--lms canvas|moodle --roster EXPORT: that LMS's own names, docs/lms.md)
   grade LAB [--workers N]       autograde every collected submission, each in its own sandbox
@@ -53,6 +54,9 @@ def main(argv=None) -> int:
     res = commands.add_parser("results", help="regenerate a lab's recorded full-mode results (hours of CPU)")
     res.add_argument("lab", help="lab id, e.g. 05_lenet")
     res.add_argument("--jobs", type=int, default=2, help="kernels side by side, one core each (default 2)")
+    res.add_argument("--cluster", metavar="ADDR",
+                     help="train the runs on the Dask cluster at ADDR (tcp://HOST:PORT): each sweep's runs side by "
+                          "side; the results land in the same cache and file")
     res.add_argument("--snapshot", action="store_true",
                      help="only write the file from the runs finished so far (no training)")
 
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
         if args.snapshot:
             snapshot(args.lab)
         else:
-            regenerate(args.lab, args.jobs)
+            regenerate(args.lab, args.jobs, cluster=args.cluster)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Regenerate a lab's recorded full-mode results (Lab 5 ships them in labkit/reference/).
 
     python -m autograder results 05_lenet --jobs 2
+    python -m autograder results 05_lenet --cluster tcp://HOST:8786
 
 runs the lab's solution notebook in full mode with LABKIT_RERUN=1 (train every
 configuration, read nothing recorded) in JOBS kernels side by side.  They share
@@ -10,6 +11,11 @@ the notebook's own cells, each kernel runs one more cell, added here and not par
 of the lab (students never see it): it writes the runs of every ``lk.Ablation``
 the notebook made to labkit/reference/<lab>.json.  The executed notebooks are
 kept in build/lab-results/ to read the logs and plots.
+
+With a Dask scheduler's address (``--cluster``), the kernels' Ablations train on that
+cluster's workers instead (``LABKIT_CLUSTER``, see labkit.ablate): each sweep's runs side
+by side, every finished run written to the same cache by the kernel, and the results
+file written as without a cluster.
 """
 import subprocess
 import sys
@@ -25,8 +31,9 @@ def output_path(lab: str) -> Path:
     return ROOT / "labkit" / "reference" / f"{lab}.json"
 
 
-def regenerate(lab: str, jobs: int = 2) -> Path:
-    """Run the solution notebook of ``lab`` in ``jobs`` full-mode kernels; return the results file."""
+def regenerate(lab: str, jobs: int = 2, cluster: str | None = None) -> Path:
+    """Run the solution notebook of ``lab`` in ``jobs`` full-mode kernels; return the results file.
+    ``cluster``: a Dask scheduler's address, where the kernels' Ablations train their runs."""
     source = ROOT / "solutions" / lab / f"{lab}.ipynb"
     if not source.is_file():
         raise FileNotFoundError(f"no solution notebook {source}")
@@ -34,6 +41,15 @@ def regenerate(lab: str, jobs: int = 2) -> Path:
     env = tool_env()
     env.update(LABKIT_QUICK="0", LABKIT_RERUN="1", OMP_NUM_THREADS="1")
     env.pop("NBGRADER_EXECUTION", None)
+    env.pop("LABKIT_CLUSTER", None)
+    if cluster:
+        from labkit.ablate import CLUSTER_ENV, connect_cluster
+
+        try:
+            connect_cluster(cluster).close()  # unreachable or no Dask: say so now, not in the kernels' logs
+        except (ImportError, ConnectionError) as exc:
+            raise SystemExit(f"--cluster: {exc}") from None
+        env[CLUSTER_ENV] = cluster
     start = time.perf_counter()
     workers = []
     for i in range(jobs):
@@ -52,7 +68,9 @@ def regenerate(lab: str, jobs: int = 2) -> Path:
             failed.append(f"{executed} (exit {proc.returncode}; log: {Path(log.name)})")
     if failed:
         raise RuntimeError("regenerating the results failed in: " + "; ".join(failed))
-    print(f"{lab}: {output_path(lab)} written by {jobs} kernel(s) in {(time.perf_counter() - start) / 60:.1f} min; "
+    where = f" training on the Dask cluster at {cluster}" if cluster else ""
+    minutes = (time.perf_counter() - start) / 60
+    print(f"{lab}: {output_path(lab)} written by {jobs} kernel(s){where} in {minutes:.1f} min; "
           f"executed notebooks in {BUILD}")
     return output_path(lab)
 

@@ -41,6 +41,20 @@ disk): a run being trained by one is skipped by the others (an OS lock on a
 however that ends), which come back for its result at the end, so N processes
 running the same notebook split its runs between them.
 
+Runs elsewhere: ``Ablation(..., executor=...)`` trains the configurations of each
+``sweep``/``grid``/``compare`` side by side on a ``concurrent.futures.Executor``
+(e.g. ``ProcessPoolExecutor``, whose model builder must be importable) or on a Dask
+cluster: ``executor="tcp://HOST:8786"`` (a scheduler's address) or a
+``distributed.Client``, whose workers also take a builder defined in a notebook cell.
+The default is the ``LABKIT_CLUSTER`` environment variable (an address), else here, one
+run after the other (always here while nbgrader grades the notebook; ``retrain`` always
+trains here).  Only the training leaves: this process reads the reference and
+the cache, holds each run's lock, writes each finished run to the cache as it arrives
+and keeps ``runs`` in order, so the results and the cache files are those of a local
+run.  A Dask client gets the data once (``scatter``, to every worker), an Executor with
+every run.  The worker picks its device (``device=None``: a GPU worker trains on CUDA);
+``live`` curves are drawn only for runs trained here.
+
 Recorded results: ``save_runs(path, runs)`` writes runs to one JSON file and
 ``Ablation(..., reference=path)`` takes every configuration found there (same
 model name, same configuration) from the file instead of training it.  Lab 5
@@ -49,6 +63,7 @@ hours of training.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import inspect
 import itertools
@@ -66,10 +81,12 @@ from tqdm.auto import tqdm
 
 from labkit.train import EarlyStopping, History, TrainingDiverged, evaluate, fit, set_seed
 
-__all__ = ["Ablation", "METRICS", "OPTIONAL_TRAINING_DEFAULTS", "Results", "Run", "TRAINING_KEYS", "default_cache_dir",
-           "load_runs", "make_loss", "make_optimizer", "reference_path", "save_runs"]
+__all__ = ["Ablation", "CLUSTER_ENV", "METRICS", "OPTIONAL_TRAINING_DEFAULTS", "Results", "Run", "TRAINING_KEYS",
+           "connect_cluster", "default_cache_dir", "load_runs", "make_loss", "make_optimizer", "reference_path",
+           "save_runs"]
 
 FORMAT = "labkit-ablation-runs/1"
+CLUSTER_ENV = "LABKIT_CLUSTER"  # a Dask scheduler's address: where Ablations train by default
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 TRAINING_DEFAULTS = {
@@ -394,12 +411,15 @@ class Ablation:
     every run returned so far, in order, for ``save_runs``.  ``metric`` ("test_acc"
     or "val_acc") is what the returned Results compare the runs on.  With
     ``live=True`` every run that is trained here (not read from the cache or the
-    reference) draws its curves as it trains (``fit(..., live=True)``).
+    reference) draws its curves as it trains (``fit(..., live=True)``).  ``executor``
+    (an Executor, a ``distributed.Client`` or a Dask scheduler's address; default
+    ``$LABKIT_CLUSTER``) trains each call's runs side by side there (see the module docstring).
     """
 
     def __init__(self, build_model, base: dict, train, test, val=None,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, device=None,
-                 reference=None, poll_seconds: float = 5.0, metric: str = "test_acc", live: bool = False):
+                 reference=None, poll_seconds: float = 5.0, metric: str = "test_acc", live: bool = False,
+                 executor=None):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         if metric == "val_acc" and val is None:
@@ -412,6 +432,10 @@ class Ablation:
         recorded = load_runs(reference) if isinstance(reference, (str, os.PathLike)) else (reference or [])
         self.reference = {_config_id(run.model, run.config): replace(run, recorded=True) for run in recorded}
         self.runs = []
+        if executor is None and not os.environ.get("NBGRADER_EXECUTION"):  # a graded notebook trains in its kernel
+            executor = os.environ.get(CLUSTER_ENV) or None
+        self.executor = executor
+        self._sent = {}  # id(client) -> the data scattered to its workers
 
     # -- what to run
     def sweep(self, factor: str, values, **fixed) -> Results:
@@ -452,23 +476,107 @@ class Ablation:
 
     def _run_all(self, overrides: list, factors: list, what: str) -> Results:
         self._refuse_unknown_keys(overrides)
-        for override in overrides:
-            _check_options(_configuration(self.base, override), self.val is not None)
+        configs = [_configuration(self.base, override) for override in overrides]
+        for config in configs:
+            _check_options(config, self.val is not None)
         runs, waiting = [None] * len(overrides), []
         with tqdm(total=len(overrides), desc=what, unit="run", disable=not self.progress) as bar:
-            for i, override in enumerate(overrides):
-                bar.set_postfix_str(_settings(override), refresh=True)
-                runs[i] = self._find_or_train(_configuration(self.base, override), wait=False)
-                if runs[i] is None:  # another process is training it: come back at the end
-                    waiting.append(i)
-                else:
-                    bar.update()
+            if self.executor is not None:
+                waiting = self._run_elsewhere(configs, runs, bar)
+            else:
+                for i, config in enumerate(configs):
+                    bar.set_postfix_str(_settings(overrides[i]), refresh=True)
+                    runs[i] = self._find_or_train(config, wait=False)
+                    if runs[i] is None:  # another process is training it: come back at the end
+                        waiting.append(i)
+                    else:
+                        bar.update()
             for i in waiting:
                 bar.set_postfix_str("waiting for another process: " + _settings(overrides[i]), refresh=True)
-                runs[i] = self._find_or_train(_configuration(self.base, overrides[i]), wait=True)
+                runs[i] = self._find_or_train(configs[i], wait=True)
                 bar.update()
         self.runs.extend(runs)
         return Results(runs, factors, metric=self.metric)
+
+    def _run_elsewhere(self, configs: list, runs: list, bar) -> list:
+        """Fill ``runs`` from the reference and the cache, and train the rest on the executor, side by
+        side; return the indices another process is training (``_run_all`` waits for them)."""
+        executor, data = self._connect()
+        waiting, first, futures, locks = [], {}, {}, []
+        try:
+            for i, config in enumerate(configs):
+                same = first.setdefault(_config_id(self.name, config), i)
+                if same != i:  # the same configuration twice in one call: trained once
+                    continue
+                found, path, lock = self._claim(config)
+                if found is not None:
+                    runs[i] = found
+                    bar.update()
+                elif lock is False:
+                    waiting.append(i)
+                else:
+                    locks.append(lock)
+                    futures[executor.submit(_train_elsewhere, self.build_model, self.name, *data, config,
+                                            self.device)] = (i, path)
+            bar.set_postfix_str(f"{len(futures)} run(s) training elsewhere", refresh=True)
+            for future in concurrent.futures.as_completed(futures):
+                i, path = futures[future]
+                runs[i] = future.result()
+                if path is not None:
+                    _write_run(path, runs[i])
+                bar.update()
+        finally:
+            for future in futures:
+                future.cancel()
+            for lock in locks:
+                if lock is not None:
+                    lock.release()
+        for i, config in enumerate(configs):
+            same = first[_config_id(self.name, config)]
+            if same != i:
+                runs[i] = runs[same]
+                bar.update()
+        return waiting
+
+    def _connect(self) -> tuple:
+        """(an Executor to submit to, the data to pass it): a Dask client's workers get the data once."""
+        executor = self.executor
+        if isinstance(executor, str):
+            executor = _dask_client(executor)
+        data = [self.train, self.test, self.val]
+        if hasattr(executor, "scatter") and hasattr(executor, "get_executor"):  # a distributed.Client
+            if id(executor) not in self._sent:
+                self._sent[id(executor)] = executor.scatter(data, broadcast=True, hash=False)
+            return executor.get_executor(pure=False), self._sent[id(executor)]
+        if not callable(getattr(executor, "submit", None)):
+            raise TypeError(f"executor must be a concurrent.futures.Executor, a distributed.Client or a Dask "
+                            f"scheduler's address (tcp://HOST:PORT), not {type(executor).__name__}")
+        return executor, data
+
+    def _claim(self, config: dict) -> tuple:
+        """(recorded or cached run, None, None), (None, cache path or None, held lock or None) for a run
+        to train, or (None, None, False) when another process holds its lock."""
+        found = self.reference.get(_config_id(self.name, config))
+        if found is not None:
+            return found, None, None
+        if self.cache_dir is None:
+            return None, None, None
+        set_seed(config["seed"])  # the model is built here only for its cache key
+        path = self.cache_dir / f"{self.key(config, self.build_model(**self.model_options(config)))}.json"
+        cached = self._read_cached(path)
+        if cached is not None:
+            return cached, None, None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path.with_suffix(".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return None, None, False
+        cached = self._read_cached(path)  # finished between our look and our claim
+        if cached is not None:
+            lock.release()
+            return cached, None, None
+        return None, path, lock
 
     # -- how one configuration runs
     def model_options(self, config: dict) -> dict:
@@ -510,9 +618,7 @@ class Ablation:
             if cached is not None:
                 return cached
             run = self._train(model, config)
-            tmp = path.with_suffix(".partial")
-            tmp.write_text(json.dumps(_record(run), indent=1, default=str))
-            os.replace(tmp, path)  # a run interrupted while writing leaves no half file behind
+            _write_run(path, run)
             return run
         finally:
             lock.release()
@@ -560,6 +666,44 @@ class Ablation:
         return Run(config=config, test_acc=result.accuracy, test_loss=result.loss, params=params, seconds=seconds,
                    history=history.to_dict(), model=self.name, best_epoch=history.best_epoch,
                    stopped_epoch=history.stopped_epoch)
+
+
+def _write_run(path: Path, run: Run) -> None:
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(_record(run), indent=1, default=str))
+    os.replace(tmp, path)  # a run interrupted while writing leaves no half file behind
+
+
+def _train_elsewhere(build_model, name: str, train, test, val, config: dict, device) -> Run:
+    """One run, on an executor's worker: seeded and built as ``_find_or_train`` does here."""
+    ablation = Ablation(build_model, base={}, train=train, test=test, val=val, progress=False, device=device)
+    ablation.name = name
+    set_seed(config["seed"])
+    return ablation._train(build_model(**ablation.model_options(config)), config)
+
+
+def connect_cluster(address: str):
+    """A new ``distributed.Client`` of the Dask scheduler at ``address``, or an error saying what to do."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError(f"training on the Dask cluster at {address} needs Dask, which is not installed here: "
+                          f'pip install "dask[distributed]" (or unset {CLUSTER_ENV} to train here)') from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({exc}); check that `dask scheduler` "
+                              f"runs there and listens on that port, or unset {CLUSTER_ENV} to train here") from None
+
+
+_clients = {}
+
+
+def _dask_client(address: str):
+    """One client per scheduler address for this process."""
+    if address not in _clients or _clients[address].status in ("closing", "closed"):
+        _clients[address] = connect_cluster(address)
+    return _clients[address]
 
 
 def _scheduler(optimizer, config: dict, steps: int):

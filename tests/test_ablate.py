@@ -499,3 +499,90 @@ def test_retrain_trains_the_model_even_where_a_run_is_recorded(ablation, data, t
     assert recorded.retrain(recorded.run(hidden=32)).test_acc == real.test_acc  # same seed, same model: same run
     with pytest.raises(ValueError, match=r"unknown configuration key\(s\) \['hiden'\]"):
         recorded.retrain(real, hiden=3)
+
+
+# -- runs trained on an Executor (the Dask cluster's tests are in test_cluster.py)
+
+def same_outcome(run) -> dict:
+    """What a run computed: everything but its times and where it came from."""
+    history = {k: v for k, v in run.history.items() if k != "time"}
+    return {"config": run.config, "model": run.model, "test_acc": run.test_acc, "test_loss": run.test_loss,
+            "params": run.params, "history": history, "diverged": run.diverged}
+
+
+def raises_in_a_child(hidden=16):
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError(f"no room for hidden={hidden} on this worker")
+    return tiny_mlp(hidden)
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Here and in the executor's processes: the same arithmetic, so the same numbers."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_process_pool_trains_a_grid_as_this_process_does(data, tmp_path, one_thread):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    train, test = data
+    base = {"hidden": 16, "activation": "relu", "softmax": False, "epochs": 1, "batch_size": 50, "lr": 3e-3}
+    here = Ablation(tiny_mlp, base=base, train=train, test=test, cache_dir=tmp_path / "here", progress=False)
+    expected = here.grid(hidden=[4, 8], activation=["relu", "tanh"])
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = Ablation(tiny_mlp, base=base, train=train, test=test, cache_dir=tmp_path / "there",
+                         progress=False, executor=pool)
+        got = there.grid(hidden=[4, 8, 4], activation=["relu", "tanh"])  # hidden=4 twice: trained once
+        assert [same_outcome(r) for r in got] == [same_outcome(r) for r in expected] + \
+            [same_outcome(r) for r in expected[:2]]
+        assert not any(r.cached for r in got) and there.runs == list(got)
+        # finished runs were written to the cache here, under the keys a local run uses
+        assert sorted(p.name for p in (tmp_path / "there").glob("*.json")) == \
+            sorted(p.name for p in (tmp_path / "here").glob("*.json"))
+        again = there.grid(hidden=[4, 8], activation=["relu", "tanh"])
+        assert all(r.cached for r in again)
+        assert [same_outcome(r) for r in again] == [same_outcome(r) for r in expected]
+    for lock in (tmp_path / "there").glob("*.lock"):  # no lock is left held
+        FileLock(lock).acquire(timeout=0)
+
+
+def test_a_run_failing_on_the_executor_raises_here_and_holds_no_lock(data, tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    train, test = data
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ablation = Ablation(raises_in_a_child, base={"hidden": 4}, train=train, test=test, cache_dir=tmp_path,
+                            progress=False, executor=pool)
+        with pytest.raises(RuntimeError, match="no room for hidden=4"):
+            ablation.sweep("hidden", [4, 8])
+    assert ablation.runs == [] and not list(tmp_path.glob("*.json"))
+    locks = list(tmp_path.glob("*.lock"))
+    assert len(locks) == 2
+    for lock in locks:
+        FileLock(lock).acquire(timeout=0)
+
+
+def test_an_executor_that_is_none_of_the_kinds_says_what_it_takes(ablation):
+    ablation.executor = 42
+    with pytest.raises(TypeError, match="concurrent.futures.Executor, a distributed.Client or a Dask"):
+        ablation.sweep("hidden", [4])
+
+
+def test_the_cluster_address_comes_from_the_environment_but_never_while_grading(data, monkeypatch):
+    from labkit.ablate import CLUSTER_ENV
+
+    train, test = data
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.setenv(CLUSTER_ENV, "tcp://127.0.0.1:8786")
+    assert Ablation(tiny_mlp, base={}, train=train, test=test).executor == "tcp://127.0.0.1:8786"
+    assert Ablation(tiny_mlp, base={}, train=train, test=test, executor="tcp://other:1").executor == "tcp://other:1"
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # a graded notebook trains in its own kernel
+    assert Ablation(tiny_mlp, base={}, train=train, test=test).executor is None

@@ -5,6 +5,7 @@ worker killed while it grades must cost nothing: Dask runs its task again on the
 the instructor's command merges it once.
 """
 import importlib.util
+import linecache
 import os
 import re
 import shutil
@@ -21,11 +22,13 @@ from types import SimpleNamespace
 import pytest
 from conftest import require
 from grading_corpus import LAB, corpus, dumps, make_zip, quiet, rows, student_notebook, tiny_course
+from test_ablate import same_outcome
 
 from autograder import ROOT
 from autograder.collect import collect
 from autograder.grade import grade, scores
 from autograder.isolation import Limits
+from labkit.ablate import _clients, load_runs, save_runs
 
 require(importlib.util.find_spec("distributed") is not None,
         'grading on a cluster needs Dask, not installed here: pip install "dask[distributed]"')
@@ -140,6 +143,98 @@ def test_without_dask_cluster_says_what_to_install_and_local_grading_never_impor
              "print(bad, file=sys.stderr); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", local], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, f"local grading imported Dask: {run.stderr}"
+
+
+# -- a Lab 5-style sweep through the cluster (labkit.ablate with executor=ADDRESS)
+
+NOTEBOOK_CELL = """\
+import os
+from pathlib import Path
+from torch import nn
+
+class TinyNet(nn.Module):
+    def __init__(self, hidden=8, activation="relu"):
+        super().__init__()
+        Path(BUILT, f"{os.getpid()}-{os.urandom(4).hex()}").touch()  # which process built (and trained) it
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), act(), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def notebook_class(built: Path):
+    """TinyNet as a notebook cell defines it: in __main__, its source only in linecache, so Dask sends it by
+    value; it marks each build in ``built`` with the building process's id."""
+    name = "<cell-sweep>"
+    linecache.cache[name] = (len(NOTEBOOK_CELL), None, NOTEBOOK_CELL.splitlines(True), name)
+    namespace = {"__name__": "__main__", "BUILT": str(built)}
+    exec(compile(NOTEBOOK_CELL, name, "exec"), namespace)
+    return namespace["TinyNet"]
+
+
+def builders(built: Path) -> list:
+    return [int(p.name.split("-")[0]) for p in built.iterdir()]
+
+
+def test_a_sweep_on_the_cluster_gives_the_local_results_and_cache(cluster, fashion_mnist, tmp_path, monkeypatch):
+    import torch
+
+    from labkit.ablate import CLUSTER_ENV, Ablation
+
+    built = tmp_path / "built"
+    built.mkdir()
+    net = notebook_class(built)
+    train, test = fashion_mnist.train.subset(600, seed=0), fashion_mnist.test.subset(300, seed=0)
+    base = {"hidden": 8, "activation": "relu", "epochs": 1, "batch_size": 50, "lr": 3e-3}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (OMP_NUM_THREADS=1): the same arithmetic, the same numbers
+    try:
+        here = Ablation(net, base, train, test, cache_dir=tmp_path / "here", progress=False, executor=None)
+        expected = here.grid(hidden=[4, 8], activation=["relu", "tanh"])
+    finally:
+        torch.set_num_threads(threads)
+    for p in built.iterdir():
+        p.unlink()
+    there = Ablation(net, base, train, test, cache_dir=tmp_path / "there", progress=False,
+                     executor=cluster.address)
+    got = there.grid(hidden=[4, 8], activation=["relu", "tanh"])
+
+    assert [same_outcome(r) for r in got] == [same_outcome(r) for r in expected]
+    assert not any(r.cached for r in got) and there.runs == list(got)
+    worker_pids = {proc.pid for proc in cluster.workers.values()}
+    trained_on = [pid for pid in builders(built) if pid != os.getpid()]  # this process builds only for cache keys
+    assert len(trained_on) == 4 and set(trained_on) <= worker_pids, (trained_on, worker_pids)
+    assert sorted(p.name for p in (tmp_path / "there").glob("*.json")) == \
+        sorted(p.name for p in (tmp_path / "here").glob("*.json")), "the same cache files as a local run"
+
+    # the results file of a sweep on the cluster is the one of a local sweep, times aside
+    save_runs(tmp_path / "here.json", here.runs)
+    save_runs(tmp_path / "there.json", there.runs)
+    assert [same_outcome(r) for r in load_runs(tmp_path / "there.json")] == \
+        [same_outcome(r) for r in load_runs(tmp_path / "here.json")]
+
+    # the address from the environment (what `autograder results --cluster` sets); cached runs stay here
+    for p in built.iterdir():
+        p.unlink()
+    monkeypatch.setenv(CLUSTER_ENV, cluster.address)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    again = Ablation(net, base, train, test, cache_dir=tmp_path / "there", progress=False)
+    runs = again.sweep("hidden", [4, 8, 16])  # two cached, one new
+    assert [r.cached for r in runs] == [True, True, False]
+    assert [pid for pid in builders(built) if pid != os.getpid()] != [] and \
+        {pid for pid in builders(built) if pid != os.getpid()} <= worker_pids
+    assert len([pid for pid in builders(built) if pid != os.getpid()]) == 1, "only the new run was trained there"
+    _clients.pop(cluster.address).close()  # before the fixture stops the scheduler it is connected to
+
+
+def test_results_with_an_unreachable_cluster_says_so_before_any_kernel_starts(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "autograder", "results", "05_lenet", "--cluster", "tcp://127.0.0.1:9"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.stderr and "dask scheduler" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_a_worker_killed_while_it_grades_costs_nothing(tmp_path, cluster, sandbox):

@@ -501,8 +501,7 @@ class Ablation:
     def _run_elsewhere(self, configs: list, runs: list, bar) -> list:
         """Fill ``runs`` from the reference and the cache, and train the rest on the executor, side by
         side; return the indices another process is training (``_run_all`` waits for them)."""
-        executor, data = self._connect()
-        waiting, first, futures, locks = [], {}, {}, []
+        waiting, first, train, futures, locks = [], {}, [], {}, []
         try:
             for i, config in enumerate(configs):
                 same = first.setdefault(_config_id(self.name, config), i)
@@ -516,9 +515,13 @@ class Ablation:
                     waiting.append(i)
                 else:
                     locks.append(lock)
-                    futures[executor.submit(_train_elsewhere, self.build_model, self.name, *data, config,
+                    train.append((i, path))
+            if train:  # connect (and send the data) only when there is something to train
+                executor, data = self._connect()
+                for i, path in train:
+                    futures[executor.submit(_train_elsewhere, self.build_model, self.name, *data, configs[i],
                                             self.device)] = (i, path)
-            bar.set_postfix_str(f"{len(futures)} run(s) training elsewhere", refresh=True)
+                bar.set_postfix_str(f"{len(futures)} run(s) training elsewhere", refresh=True)
             for future in concurrent.futures.as_completed(futures):
                 i, path = futures[future]
                 runs[i] = future.result()

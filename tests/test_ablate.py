@@ -586,3 +586,12 @@ def test_the_cluster_address_comes_from_the_environment_but_never_while_grading(
     assert Ablation(tiny_mlp, base={}, train=train, test=test, executor="tcp://other:1").executor == "tcp://other:1"
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # a graded notebook trains in its own kernel
     assert Ablation(tiny_mlp, base={}, train=train, test=test).executor is None
+
+
+def test_cached_runs_need_no_executor_at_all(ablation, data, tmp_path):
+    trained = ablation.sweep("hidden", [4, 8])
+    train, test = data
+    elsewhere = Ablation(tiny_mlp, base=ablation.base, train=train, test=test, cache_dir=tmp_path, progress=False,
+                         executor="tcp://127.0.0.1:9")  # nothing listens there: never contacted
+    runs = elsewhere.sweep("hidden", [4, 8])
+    assert all(r.cached for r in runs) and [r.test_acc for r in runs] == [r.test_acc for r in trained]

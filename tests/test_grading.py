@@ -305,10 +305,8 @@ def real_labs(tmp_path_factory, sandbox):
     out = {}
     for lab in labs():
         folder = download / lab
-        submissions = {"solution": solution_notebook(lab)}
-        if lab == "03_mlp":
-            submissions["release"] = nbformat.read(ROOT / "notebooks" / lab / f"{lab}.ipynb", as_version=4)
-            submissions["half"] = half_done(lab)
+        submissions = {"solution": solution_notebook(lab), "half": half_done(lab),
+                       "release": nbformat.read(ROOT / "notebooks" / lab / f"{lab}.ipynb", as_version=4)}
         for student, nb in submissions.items():
             (folder / student).mkdir(parents=True)
             nbformat.write(nb, folder / student / f"{lab}.ipynb")
@@ -324,12 +322,26 @@ def test_every_solution_gets_full_marks_in_the_sandbox(real_labs, lab):
     row = real_labs.csv[lab]["solution"]
     assert row["status"] == "graded" and row["score"] == row["max_score"], row
     assert "changed" not in row["reason"], f"tampering reported for the instructor's own solution: {row}"
+    record = real_labs.course.record("solution", lab)
+    assert record["tests"] and all(t["passed"] for t in record["tests"]), record["tests"]
+    graded = nbformat.read(real_labs.course.autograded("solution", lab) / f"{lab}.ipynb", as_version=4)
+    errors = [(c.metadata.get("nbgrader", {}).get("grade_id"), o.get("ename"), o.get("evalue", "")[:300])
+              for c in graded.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == [], f"the {lab} solution raised errors when graded: {errors}"
 
 
-def test_lab3_release_scores_zero_and_half_done_in_between(real_labs):
-    release, half = real_labs.csv["03_mlp"]["release"], real_labs.csv["03_mlp"]["half"]
-    assert release["status"] == "graded" and release["score"] == "0", release
-    assert 0 < float(half["score"]) < float(half["max_score"]), half
+@pytest.mark.parametrize("lab", labs())
+def test_every_untouched_release_scores_zero_and_passes_no_test(real_labs, lab):
+    row = real_labs.csv[lab]["release"]
+    assert row["status"] == "graded" and row["score"] == "0", row
+    passed = [t["name"] for t in real_labs.course.record("release", lab)["tests"] if t["score"]]
+    assert not passed, f"these tests pass without any student code: {passed}"
+
+
+@pytest.mark.parametrize("lab", labs())
+def test_every_half_done_copy_gets_partial_credit(real_labs, lab):
+    half = real_labs.csv[lab]["half"]
+    assert half["status"] == "graded" and 0 < float(half["score"]) < float(half["max_score"]), half
     assert "NotImplementedError" in half["reason"]
 
 

@@ -42,6 +42,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import nbformat
 
@@ -563,7 +564,9 @@ def link(course: Course, out_dir: Path, entry: Entry, lab: str, anonymous: bool)
 
 
 def relative(target: Path, out_dir: Path) -> str:
-    return Path(os.path.relpath(target, out_dir)).as_posix()
+    """The link from a page in ``out_dir`` to ``target``: a relative URL (a space or any other character of a
+    name percent-encoded)."""
+    return quote(Path(os.path.relpath(target, out_dir)).as_posix())
 
 
 def lab_page(course: Course, data: LabData, out_dir: Path, anonymous: bool) -> str:
@@ -750,12 +753,14 @@ def report(labs: list | None = None, course: Course | None = None, anonymous: bo
     for lab in course.labs():
         if not course.grades_csv(lab).exists():
             continue
+        begun = time.monotonic()
         try:
             done[lab] = lab_report(lab, course, anonymous, out, label)
         except SystemExit as exc:  # a lab with a CSV but nothing to report: say so, go on
             say(f"{lab}: {exc}")
             continue
-        say(f"{lab}: wrote {done[lab][0]} ({len(done[lab][1].entries)} submission(s))")
+        say(f"{lab}: wrote {done[lab][0]} ({len(done[lab][1].entries)} submission(s)) in "
+            f"{time.monotonic() - begun:.1f} s")
     if not done:
         raise SystemExit(f"no lab of {course.root} is graded yet (no grades/<lab>.csv with records): run "
                          "`python -m autograder grade LAB` first, then the report")

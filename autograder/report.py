@@ -14,7 +14,8 @@ page load nothing else. A lab's page has:
   count and one example of the message a student saw, with every student id and name scrubbed out.
   A failure inside a hidden test is one group "failed a hidden test" and shows no message, as
   feedback does; any line of a hidden test is redacted from every message (``feedback.redact``);
-- the grader's run time per submission (a histogram, median and maximum, against course.toml's limits);
+- the grader's run time per submission (a histogram, median and maximum, against the limits it graded
+  with, which ``grade`` records; course.toml's for records written before it did);
 - the submissions that need a person: status review, timeout, crashed, invalid or error, cells
   waiting for a manual grade in the gradebook, or a newer file waiting to be graded; each with a
   relative link to its autograded notebook and its feedback page (when ``feedback`` wrote one).
@@ -470,7 +471,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px soli
 table{border-collapse:collapse;margin:.6em 0;width:100%}th,td{border:1px solid #ddd;padding:.3em .5em;
 text-align:left;vertical-align:top}th{background:#f2f4f8;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-td.num{text-align:right;font-variant-numeric:tabular-nums}pre{margin:0;white-space:pre-wrap;font-size:.9em}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td:first-child{min-width:7em}pre{margin:0;white-space:pre-wrap;font-size:.9em}
 .note{color:#555}.zero{color:#999}.stats span{display:inline-block;margin-right:1.5em}
 img{max-width:100%}code{background:#f4f4f4;padding:0 .2em}
 """
@@ -492,7 +493,8 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
       }
       rows.sort(function (a, b) {
         var x = value(a), y = value(b);
-        if (numeric) { x = isNaN(x) ? -Infinity : x; y = isNaN(y) ? -Infinity : y; }
+        if (!numeric) { return direction * x.localeCompare(y, undefined, {numeric: true}); }
+        x = isNaN(x) ? -Infinity : x; y = isNaN(y) ? -Infinity : y;
         return x < y ? -direction : x > y ? direction : 0;
       });
       heads.forEach(function (other) { other.removeAttribute('aria-sort'); });
@@ -642,7 +644,7 @@ def lab_page(course: Course, data: LabData, out_dir: Path, anonymous: bool) -> s
 
     parts.append("<h2 id='attention'>Submissions that need a person</h2>")
     attention = sorted((e for e in entries if e.attention),
-                       key=lambda e: (ATTENTION.index(e.attention[0]), e.shown))
+                       key=lambda e: (ATTENTION.index(e.attention[0]), natural(e.shown)))
     if attention:
         rows = []
         for e in attention:
@@ -661,6 +663,11 @@ def lab_page(course: Course, data: LabData, out_dir: Path, anonymous: bool) -> s
     parts.append(f"<p class='note'>Written by <code>python -m autograder report{' --anonymous' if anonymous else ''} "
                  f"{esc(lab)}</code> from {esc(course.grades_csv(lab).name)} and the grader's records.</p>")
     return page(f"Class report: {lab}", "".join(parts))
+
+
+def natural(text: str) -> list:
+    """A sort key that puts "student 9" before "student 10"."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
 def slug(text: str) -> str:

@@ -592,7 +592,13 @@ def lab_page(course: Course, data: LabData, out_dir: Path, anonymous: bool) -> s
     parts.append(table([("what", "text"), ("submissions", "number"), ("meaning", "text")], rows,
                        "the grader's statuses (docs/grading.md), then what collect and the roster tell"))
     if data.missing and not anonymous:
-        parts.append("<p class='note'>missing: " + esc(", ".join(data.missing)) + "</p>")
+        people, _ = roster_people(course, lab)
+
+        def who(student):
+            person = people.get(student) or {}
+            name = person.get("Student") or person.get("Full name") or ""
+            return f"{student} ({name})" if name else student
+        parts.append("<p class='note'>missing: " + esc(", ".join(who(s) for s in data.missing)) + "</p>")
 
     parts.append("<h2 id='tests'>Tests: where the points were lost</h2>")
     parts.append("<p class='note'>Over the submissions that have a result for the test (an invalid file or a "

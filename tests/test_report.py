@@ -250,6 +250,8 @@ def test_status_counts_and_scores(graded_class):
     # scores: 5 x 3 (off by), 3 x 2 (scale), 3 (hidden), 2 x 3 (path), 2 x 3 (timeout), 0, 2 (review), 0, 2 x 5
     assert "mean <b>2.67</b>" in graded_class.html and "median <b>3</b>" in graded_class.html
     assert re.search(r"full marks \(5\) <b>2 of 18</b> \(11 %\)", graded_class.html)
+    (student, name, _, _), = [s for s in students() if s[2] == "missing"]
+    assert f"missing: {student} ({name})</p>" in graded_class.html, "the roster's name next to the id"
     data = load(graded_class.course, LAB)
     assert data.missing == ids("missing") and [e.student for e in data.entries if e.late] == ids("correct")[1:]
 
@@ -425,6 +427,9 @@ def test_the_page_opens_offline_and_sorts_by_its_headers(graded_class, browser):
 def test_the_course_page_opens_offline_and_links_each_lab(graded_class, browser):
     path = report(None, graded_class.course, say=quiet)[-1]
     assert path.name == "course.html"
+    labs = Tables(path.read_text(encoding="utf-8")).find("lab")
+    assert labs["rows"] == [[LAB, "18", "2.67 / 5", "3", "11 %", "2 timeout, 1 crashed, 1 review, 1 invalid", "5",
+                             labs["rows"][0][7], "test_add (22 lost)"]]
     opened = Offline(browser, path)
     assert opened.page.locator(f"a[href='{LAB}.html']").count() == 1
     opened.check(path)

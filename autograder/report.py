@@ -56,8 +56,9 @@ HIDDEN_FAILURE = "failed a hidden test (its message is never shown)"
 NO_MESSAGE = "failed (no message)"
 EXAMPLE_CHARS = 600
 # The order in which submissions that need a person are listed: the first is the most urgent.
-ATTENTION = ["error", "crashed", "timeout", "review", "invalid", "manual", "newer"]
-ATTENTION_WHY = {**STATUSES, "manual": "cells wait for a manual grade in the gradebook (nbgrader's formgrader)",
+ATTENTION = ["error", "crashed", "timeout", "review", "invalid", "part", "manual", "newer"]
+ATTENTION_WHY = {**STATUSES, "part": "one of its notebooks was not handed in, or is not a gradable notebook",
+                 "manual": "cells wait for a manual grade in the gradebook (nbgrader's formgrader)",
                  "newer": "a newer submission was collected after this one was graded: run grade again"}
 
 
@@ -122,7 +123,9 @@ class Entry:
     def attention(self) -> list:
         """Why a person should look at it, most urgent first (empty: nothing to look at)."""
         why = [self.status] if self.status in ATTENTION else []
-        return why + (["manual"] if self.manual else []) + (["newer"] if self.newer else [])
+        part = self.status != "invalid" and any(p.get("status") == "invalid" for p in self.record.get("parts") or [])
+        return why + (["part"] if part else []) + (["manual"] if self.manual else []) + \
+            (["newer"] if self.newer else [])
 
 
 @dataclass
@@ -548,21 +551,20 @@ def link(course: Course, out_dir: Path, entry: Entry, lab: str, anonymous: bool)
     """Links to the autograded notebook(s) and feedback page(s) of a submission, relative to the page."""
     if anonymous:
         return "<span class='note'>links left out (--anonymous)</span>"
-    parts = []
-    for notebook in course.notebooks(lab):
-        graded = course.autograded(entry.student, lab) / f"{notebook}.ipynb"
-        feedback = course.feedback(entry.student, lab) / f"{notebook}.html"
-        name = f" ({notebook})" if len(course.notebooks(lab)) > 1 else ""
-        if graded.exists():
-            parts.append(f"<a href='{esc(relative(graded, out_dir))}'>autograded notebook{esc(name)}</a>")
-        else:
-            parts.append(f"<span class='note'>no autograded notebook{esc(name)}</span>")
-        if feedback.exists():
-            parts.append(f"<a href='{esc(relative(feedback, out_dir))}'>feedback{esc(name)}</a>")
-        else:
-            parts.append(f"<span class='note'>no feedback yet{esc(name)}: run <code>python -m autograder "
-                         f"feedback {esc(lab)}</code></span>")
-    return " &middot; ".join(parts)
+    notebooks = course.notebooks(lab)
+    graded, feedback = [], []
+    for notebook in notebooks:
+        name = esc(f" ({notebook})" if len(notebooks) > 1 else "")
+        path = course.autograded(entry.student, lab) / f"{notebook}.ipynb"
+        graded.append(f"<a href='{esc(relative(path, out_dir))}'>autograded notebook{name}</a>" if path.exists()
+                      else f"<span class='note'>no autograded notebook{name}</span>")
+        path = course.feedback(entry.student, lab) / f"{notebook}.html"
+        feedback.append(f"<a href='{esc(relative(path, out_dir))}'>feedback{name}</a>" if path.exists() else
+                        f"<span class='note'>no feedback{name}</span>")
+    if not any(part.startswith("<a ") for part in feedback):
+        feedback = [f"<span class='note'>no feedback yet: run <code>python -m autograder feedback {esc(lab)}</code>"
+                    "</span>"]
+    return " &middot; ".join(graded + feedback)
 
 
 def relative(target: Path, out_dir: Path) -> str:
@@ -662,7 +664,8 @@ def lab_page(course: Course, data: LabData, out_dir: Path, anonymous: bool) -> s
                          (f"{esc(number(e.score))} / {esc(number(e.max_score))}", e.score),
                          (link(course, out_dir, e, lab, anonymous), e.shown)])
         parts.append(table([("student", "text"), ("why", "rank"), ("score", "number"), ("open", "text")], rows,
-                           "most urgent first: error, crashed, timeout, review, invalid, manual grading, newer file",
+                           "most urgent first: error, crashed, timeout, review, invalid, a notebook missing, "
+                           "manual grading, newer file",
                            sort={"why": "ascending"}))
     else:
         parts.append("<p>none: every submission ran to the end and nothing waits for a grade by hand</p>")

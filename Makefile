@@ -5,6 +5,7 @@
 # Grading (the course folder is the repo root unless COURSE=DIR):
 #   make collect LAB=03_mlp SOURCE=download.zip [ROSTER=lms-roster.csv] [LMS=canvas|moodle|none]
 #   make grade LAB=03_mlp [WORKERS=2]    make feedback LAB=03_mlp    make export
+#   make report [LAB=03_mlp] [REPORT_ARGS=--anonymous]   what the class got wrong, as HTML in reports/
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,10 +24,11 @@ SOURCE ?=
 WORKERS ?= 2
 COURSE ?=
 GRADE_ARGS ?=
+REPORT_ARGS ?=
 COURSE_ARG := $(if $(COURSE),--course "$(COURSE)")
 EDITION ?= build/student-edition
 
-.PHONY: setup system-packages data lab test release student-edition bench bench-course bench-grading lab5-results lock clean collect grade feedback export need-lab
+.PHONY: setup system-packages data lab test release student-edition bench bench-course bench-grading lab5-results lock clean collect grade feedback export report need-lab
 
 setup: $(STAMP)
 
@@ -111,6 +113,10 @@ feedback: setup need-lab
 
 export: setup
 	$(BIN)/python -m autograder export $(COURSE_ARG) $(if $(LMS),--lms $(LMS))
+
+# No LAB: every graded lab's page and the course's (reports/course.html).
+report: setup
+	$(BIN)/python -m autograder report $(LAB) $(COURSE_ARG) $(REPORT_ARGS)
 
 # Re-resolve the newest versions pyproject.toml allows into constraints.txt, in a
 # throw-away venv.  torch is installed first at 2.13.0 so nothing pulls a newer one.

@@ -11,6 +11,8 @@
                                 course.toml [grading] cluster; pip install -e ".[grader,cluster]")
   feedback LAB                  one HTML file per student: each test's result and message
   export                        every lab's scores in one CSV for the LMS (--lms: its gradebook import)
+  report [LAB ...]              what the class got wrong: one self-contained HTML page per lab (no LAB: every
+                                graded lab and a course page) in <course>/reports/; --anonymous for showing in class
 
 The course folder (submissions, grades, feedback, gradebook) is the repository
 root unless --course DIR or LABKIT_COURSE says otherwise; the gradebook is
@@ -105,6 +107,14 @@ def main(argv=None) -> int:
                      help="whose gradebook import the CSV is for; none: a plain table with a total "
                           "(default: course.toml [submission] lms)")
 
+    rep = commands.add_parser("report", parents=[common, with_db],
+                              help="a class report after grading: one HTML page per lab (no LAB: all, and the course)")
+    rep.add_argument("labs", nargs="*", metavar="LAB", help="lab ids (default: every graded lab, and a course page)")
+    rep.add_argument("--anonymous", action="store_true",
+                     help="students as 'student 1..N', no ids, names or links to their folders: to show in class "
+                          "(written as <lab>-anonymous.html)")
+    rep.add_argument("--out", metavar="DIR", help="where the pages go (default: <course>/reports)")
+
     args = parser.parse_args(argv)
     if args.command == "release":
         from autograder.release import release
@@ -141,6 +151,10 @@ def main(argv=None) -> int:
 
         course = _course(args)
         export(course, args.to, lms=args.lms or course.settings.lms)
+    elif args.command == "report":
+        from autograder.report import report
+
+        report(args.labs, _course(args), anonymous=args.anonymous, out=args.out)
     elif args.command == "results":
         from autograder.lab_results import regenerate, snapshot
 

@@ -384,7 +384,8 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
         if len(result.get("parts") or []) > 1:
             record["parts"] = [{k: v for k, v in part.items() if k not in ("autograded", "error_detail")}
                                for part in result["parts"]]
-        record.update(fingerprint=print_, graded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        record.update(fingerprint=print_, limits=limits.to_json(),  # the report shows run times against them
+                      graded_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       sha256=result.get("sha256") or course.submission(job["student"], lab).get("sha256"))
         if retried:
             record["reason"] = record["reason"] + " (graded a second time, alone)"

@@ -26,6 +26,7 @@ from autograder.export import export
 from autograder.feedback import feedback, secret_lines
 from autograder.grade import grade
 from autograder.isolation import Limits
+from autograder.report import load, report
 
 LAB = "ps1"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -259,3 +260,22 @@ def test_export_has_the_summed_score_of_each_student(graded):
     column = rows[0].index(LAB)
     scores = {row[0]: row[column] for row in rows[1:] if row[0] in STUDENTS}
     assert scores == {s: f"{v:g}" for s, v in EXPECTED.items()}
+
+
+def test_the_class_report_has_each_notebooks_tests_and_the_cells_to_grade_by_hand(graded):
+    """A lab of several notebooks in the class report (autograder/report.py, tests/test_report.py): each test
+    under its notebook's name, the manually graded and task cells that wait in the gradebook, and the
+    notebook that was never handed in, each a reason for a person to look."""
+    course = graded["course"]
+    (path,) = report([LAB], course, say=print)
+    data = load(course, LAB)
+    assert [(t.name, t.ran, t.passed, t.points_lost) for t in data.tests] == [
+        ("problem2: test_halve", 3, 1, 6.0), ("problem1: test_squares", 4, 3, 2.0)], "most points lost first"
+    assert {e.student: (e.attention, e.manual) for e in data.entries} == {
+        "full": (["manual"], 2), "partial": (["manual"], 2), "wrong": (["manual"], 2),
+        "one-notebook": (["part", "manual"], 1)}  # the essay and the task cell; no problem2 to grade by hand
+    page = path.read_text(encoding="utf-8")
+    assert not [line for line in secret_lines(problem1()) | secret_lines(problem2()) if line in page]
+    assert "hidden-halve-check" not in page and "hidden-squares-check" not in page
+    for student in STUDENTS:
+        assert f"href='../autograded/{student}/{LAB}/problem1.ipynb'" in page

@@ -343,3 +343,33 @@ def test_real_feedback_never_shows_hidden_tests(real_labs, lab):
         record = json.loads((real_labs.course.records(lab) / f"{path.parent.parent.name}.json").read_text())
         for test in record["tests"]:
             assert test["name"] in html
+
+
+WORKER_PHASES = ["checks", "course_folder", "sandbox_setup", "nbgrader_before", "kernel_start", "harness", "notebook",
+                 "kernel_stop", "nbgrader_after", "sandbox_cleanup", "results", "worker_other"]
+
+
+def test_each_result_says_where_its_time_went_phase_by_phase(graded_corpus):
+    """Each record carries the worker's per-phase seconds (bench/grading.py --phases prints them): every phase
+    of a notebook that ran, none negative, adding up to the worker's time on the job, and a runaway cell's time
+    limit counted in the notebook's own phase."""
+    records = graded_corpus.records
+    for student in ("control-full", "infinite-loop"):
+        record = records[student]
+        phases = record["phases"]
+        assert set(WORKER_PHASES) <= set(phases), (student, phases)
+        assert all(value >= 0 for value in phases.values()), phases
+        assert phases["merge"] >= 0, "the parent's gradebook merge is timed too"
+        on_worker = sum(v for k, v in phases.items() if k != "merge")
+        # the phases are laps of one clock in the worker; the parent's wall time adds only the JSON round trip
+        assert on_worker <= record["wall_seconds"] + 0.1, (on_worker, record["wall_seconds"], phases)
+        assert on_worker >= 0.9 * record["wall_seconds"], (on_worker, record["wall_seconds"], phases)
+        cells = record["cells"]
+        assert cells and all(isinstance(index, int) and seconds >= 0 for index, _label, seconds in cells)
+        assert sum(seconds for *_, seconds in cells) <= phases["notebook"] + 0.1
+    runaway = records["infinite-loop"]
+    assert runaway["status"] == "timeout"
+    assert runaway["phases"]["notebook"] >= CORPUS_LIMITS.cell_timeout, runaway["phases"]
+    assert max(seconds for *_, seconds in runaway["cells"]) >= CORPUS_LIMITS.cell_timeout
+    invalid = [r for r in records.values() if r["status"] == "invalid"]
+    assert invalid and all("kernel_start" not in r.get("phases", {}) for r in invalid), "no kernel for a non-notebook"

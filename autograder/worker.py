@@ -512,6 +512,19 @@ def _results(course_dir, lab, notebook, student, source, run: Run, report: dict,
     return out
 
 
+def _preload():
+    """What every job imports (nbgrader's Autograde and preprocessors, the sandboxed execution, matplotlib for
+    its font cache), imported once when the worker starts rather than inside its first job."""
+    try:
+        import matplotlib  # noqa: F401
+        import nbgrader.converters  # noqa: F401
+        import nbgrader.preprocessors  # noqa: F401
+
+        import autograder.preprocessors  # noqa: F401
+    except Exception:  # noqa: BLE001 - an optimisation only: the job imports them itself
+        pass
+
+
 def add_worker_phases(result: dict, job: dict, ready: float | None, started: float, ended: float) -> None:
     """The worker's own phases around the notebooks' (``Phases``): worker_start (the process's start and
     imports, before its first job only: from ``job["spawned"]``, when the parent started it) and
@@ -539,7 +552,8 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    ready = time.time()  # the interpreter and this module's imports are done: the first job may start
+    _preload()
+    ready = time.time()  # the interpreter and the imports are done: the first job may start
     for line in sys.stdin:
         if not line.strip():
             continue

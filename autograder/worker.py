@@ -372,12 +372,16 @@ class Phases:
         if name not in self.spans:
             return
         start, end = self.spans[name]
-        parts, previous = {}, start
+        parts, previous, missing = {}, start, None
         for mark, phase in (("execute", "nbgrader_before"), ("kernel_ready", "kernel_start"),
                             ("harness_done", "harness"), ("cells_done", "notebook"), ("kernel_stopped", "kernel_stop")):
             if start <= marks.get(mark, -1) <= end:
-                parts[phase] = round(marks[mark] - previous, 3)
-                previous = marks[mark]
+                # a step that never ended (a kernel that did not start, a client that failed) keeps the time up
+                # to the next mark, not the step after it
+                parts[missing or phase] = round(marks[mark] - previous, 3)
+                previous, missing = marks[mark], None
+            elif missing is None and parts:
+                missing = phase
         parts["nbgrader_after"] = round(end - previous, 3)
         if "execute" in marks and "kernel_ready" in marks and \
                 marks["execute"] <= report.get("started", -1) <= marks["kernel_ready"]:

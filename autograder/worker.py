@@ -348,7 +348,7 @@ class Phases:
     lab's files, a copy of its gradebook, the submission), sandbox_setup (the scratch folder and the sandbox's
     config), nbgrader_before (nbgrader's Autograde up to the execution: its gradebook entries, the sanitizing
     preprocessors), kernel_start (the sandbox launcher, bubblewrap and the kernel, until its first reply;
-    kernel_launch is the part before the launcher ran), harness (the grading harness in the kernel: it imports
+    details["kernel_start.launch"]: the part before the launcher ran), harness (the harness in the kernel: it imports
     torch, numpy and labkit), notebook (the notebook's own cells), kernel_stop, nbgrader_after (the
     preprocessors after the execution: the scores into the gradebook, the autograded notebook written),
     sandbox_cleanup, results (the scores and outputs read back)."""

@@ -91,9 +91,10 @@ bench-course: setup data
 lab5-results: setup data
 	$(BIN)/python -m autograder results 05_lenet --jobs $(JOBS) $(if $(CLUSTER),--cluster "$(CLUSTER)")
 
-# Grading throughput: plain nbgrader vs the sandboxed grader with 1 and 2 workers (bench/grading.py).
+# Grading throughput: plain nbgrader vs the sandboxed grader with 1 and 2 workers and on a loopback Dask
+# cluster (bench/grading.py; BENCH_ARGS=--phases: where each lab's submission spends its time).
 bench-grading: setup data
-	$(BIN)/python bench/grading.py
+	$(BIN)/python bench/grading.py $(BENCH_ARGS)
 
 need-lab:
 	@test -n "$(LAB)" || { echo "say which lab: make $(MAKECMDGOALS) LAB=03_mlp"; exit 2; }

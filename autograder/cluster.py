@@ -3,10 +3,13 @@
 One Dask task per submission.  The task carries everything it needs as bytes (the
 submission's folder and the lab's template: its source and a gradebook of its cells),
 because lab machines, Slurm nodes and Kubernetes pods rarely share a disk with the
-instructor's machine.  On the worker it writes them into a temporary folder, points the
+instructor's machine; the template is a task of its own (``template_task``) that every
+grading task of the lab depends on, so its bytes travel once per worker, not once per
+submission.  On the worker the task writes them into a temporary folder, points the
 job there and runs the same sandboxed grading as on one machine (``grade.Worker``: a
-``python -m autograder.worker`` process, one job line in, one result line out); it
-answers with the result and the autograded notebook(s) as bytes.
+``python -m autograder.worker`` process, one job line in, one result line out, kept for
+the worker thread's next tasks as a local worker is kept for its next jobs); it answers
+with the result and the autograded notebook(s) as bytes.
 
 The instructor's command stays the only writer of grades: results are merged here as
 they arrive.  When a worker dies while grading, Dask's scheduler runs the task again
@@ -16,6 +19,7 @@ by this module, and only with --cluster.
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import shutil
@@ -59,10 +63,50 @@ def worker_slot() -> int:
     return (os.getpid() % 65536) * 64 + _local.index % 64
 
 
-def grade_task(job: dict, submission: dict, template: dict) -> dict:
-    """Runs on a Dask worker: grade one submission sent as bytes; return the result and the graded notebooks."""
+def _grading_process():
+    """This Dask worker thread's ``grade.Worker`` (a ``python -m autograder.worker`` process), started on its
+    first task and kept for the next ones, as ``grade.run_jobs`` keeps one per local worker: its start (an
+    interpreter and nbgrader's imports, seconds) is paid once per thread, not once per task.  A process that
+    died is replaced; all of them are closed when the Dask worker's process exits."""
     from autograder.grade import Worker
 
+    worker = getattr(_local, "worker", None)
+    if worker is not None and worker.alive():
+        return worker
+    if worker is not None:
+        worker.close(kill=True)
+    logs = Path(tempfile.mkdtemp(prefix=f"labkit-grader-{os.getpid()}-{worker_slot() % 64}-"))
+    _local.worker = worker = Worker(worker_slot(), logs)
+    _local.logs = logs
+    with _workers_lock:
+        if not _workers:
+            atexit.register(_close_workers)
+        _workers.append((worker, logs))
+    return worker
+
+
+_workers: list = []
+_workers_lock = threading.Lock()
+
+
+def _close_workers():
+    with _workers_lock:
+        for worker, logs in _workers:
+            worker.close(kill=not worker.alive())
+            shutil.rmtree(logs, ignore_errors=True)
+        _workers.clear()
+
+
+def template_task(template: dict) -> dict:
+    """The lab's template as a Dask task of its own, on which every grading task of the lab depends: its bytes
+    (a few hundred kB) go to the scheduler once, not inside each of a thousand tasks, and each Dask worker
+    fetches the result once (from the worker holding it) and keeps it for its next tasks.  A task, not
+    ``Client.scatter``: when the worker holding it dies, the scheduler runs it again from its arguments."""
+    return template
+
+
+def grade_task(job: dict, submission: dict, template: dict) -> dict:
+    """Runs on a Dask worker: grade one submission sent as bytes; return the result and the graded notebooks."""
     try:
         from distributed import get_worker
 
@@ -70,26 +114,30 @@ def grade_task(job: dict, submission: dict, template: dict) -> dict:
     except (ImportError, ValueError):
         where = "?"
     started = time.monotonic()
+    unpacking = time.time()
     tmp = Path(tempfile.mkdtemp(prefix=f"labkit-task-{os.getpid()}-{job['student']}-"))
     try:
         job = dict(job, submission_dir=str(unpack(submission, tmp / "submission")),
                    template=str(unpack(template, tmp / "template")), job_dir=str(tmp / "job"), slot=worker_slot())
-        worker = Worker(job["slot"], tmp / "logs")
-        try:
-            result = worker.run(job)
-        finally:
-            worker.close(kill=not worker.alive())
-        log = tmp / "logs" / f"worker-{job['slot']}.log"
+        unpacked = time.time() - unpacking
+        worker = _grading_process()
+        log = _local.logs / f"worker-{worker.slot}.log"
+        before = log.stat().st_size if log.exists() else 0
+        result = worker.run(job)
         if result.get("status") == "error" and log.exists():
-            result["error_detail"] = ((result.get("error_detail") or "") + "\n" +
-                                      log.read_text(errors="replace")[-4000:]).strip()
+            with open(log, "rb") as f:
+                f.seek(before)
+                text = f.read().decode(errors="replace")
+            result["error_detail"] = ((result.get("error_detail") or "") + "\n" + text[-4000:]).strip()
         graded = {}
         for part in result.get("parts") or [result]:
             path = part.pop("autograded", None)
             if path and Path(path).exists():
                 graded[part.get("notebook") or job["lab"]] = Path(path).read_bytes()
         result.pop("autograded", None)
-        result.setdefault("wall_seconds", round(time.monotonic() - started, 1))
+        if isinstance(result.get("phases"), dict):
+            result["phases"]["task_unpack"] = round(unpacked, 3)
+        result.setdefault("wall_seconds", round(time.monotonic() - started, 3))
         result["dask_worker"] = str(where)  # kept in the student's record: where it was graded
         return {"result": result, "autograded": graded, "worker": str(where)}
     finally:
@@ -144,8 +192,10 @@ def run_jobs_on_cluster(jobs: list, address: str, log_dir: Path, on_result, say=
         templates = {}
 
         def submit(job):
-            if job["template"] not in templates:
-                templates[job["template"]] = pack(Path(job["template"]))
+            if job["template"] not in templates:  # sent once, as a task of its own (see template_task)
+                templates[job["template"]] = client.submit(
+                    template_task, pack(Path(job["template"])), pure=False,
+                    key=f"template-{job['lab']}-{Path(job['template']).name}-{os.urandom(4).hex()}")
             return client.submit(grade_task, job, pack(Path(job["submission_dir"])), templates[job["template"]],
                                  key=f"grade-{job['lab']}-{job['student']}-{os.urandom(4).hex()}", pure=False)
 

@@ -101,11 +101,14 @@ class Worker:
         env = tool_env()
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["OMP_NUM_THREADS"] = "1"
+        self.spawned = time.time()  # the first job's phases count the process's start from here (worker_start)
         self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker"], cwd=ROOT, env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                      start_new_session=True)
 
     def run(self, job: dict) -> dict:
+        if self.spawned is not None:
+            job, self.spawned = dict(job, spawned=self.spawned), None
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
@@ -154,7 +157,7 @@ def run_jobs(jobs: list, workers: int, log_dir: Path, on_result) -> None:
             job = dict(job, slot=(os.getpid() % 65536) * 64 + slot % 64)
             started = time.monotonic()
             result = worker.run(job)
-            result.setdefault("wall_seconds", round(time.monotonic() - started, 1))
+            result.setdefault("wall_seconds", round(time.monotonic() - started, 3))
             done.put((job, result))
         worker.close()
         done.put(None)
@@ -377,9 +380,12 @@ def grade(lab: str, course: Course | None = None, workers: int = 1, force: bool 
                 "mode": mode, "max_bytes": max_bytes}
 
     def on_result(job, result, retried=False):
+        merging = time.time()
         result["reason"] = reason(result)
         result.setdefault("max_score", None)
         merge(course, lab, result)
+        if isinstance(result.get("phases"), dict):  # the parent's own phase: the gradebook merge
+            result["phases"]["merge"] = round(time.time() - merging, 3)
         record = {k: v for k, v in result.items() if k not in ("autograded", "parts")}
         if len(result.get("parts") or []) > 1:
             record["parts"] = [{k: v for k, v in part.items() if k not in ("autograded", "error_detail")}

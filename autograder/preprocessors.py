@@ -26,7 +26,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
-from time import monotonic
+from time import monotonic, sleep, time
 
 import nbformat
 import zmq
@@ -58,6 +58,8 @@ class Run:
     truncated: list = field(default_factory=list)   # cell labels whose outputs were cut
     restored: list = field(default_factory=list)    # what student cells had changed (put back before tests)
     seconds: float = 0.0
+    marks: dict = field(default_factory=dict)       # wall-clock times (time.time()) of the execution's steps
+    cells: list = field(default_factory=list)       # [index, label, seconds] of each code cell run
 
 
 RUNS: dict = {}
@@ -263,6 +265,7 @@ class SandboxedExecute(Execute):
         self.resources = resources
         run = self._run = run_for(resources)
         start = monotonic()
+        run.marks["execute"] = time()
         self._deadline = start + self.notebook_timeout
         # nbclient's public hooks: each cell's limit (what is left of the notebook's, at most the cell's) is
         # chosen as it starts, and a timeout is told apart from an error after it ran
@@ -275,7 +278,9 @@ class SandboxedExecute(Execute):
                 info = self.wait_for_reply(self.kc.kernel_info())
                 if info:
                     self.nb.metadata["language_info"] = info["content"].get("language_info", {})
+                run.marks["kernel_ready"] = time()
                 reply = self._run_silently(HARNESS.read_text(), self.harness_timeout)
+                run.marks["harness_done"] = time()
                 if reply is None or reply["content"].get("status") != "ok":
                     content = (reply or {}).get("content", {})
                     run.kernel_error = ("the grading harness did not start in the kernel: "
@@ -290,6 +295,7 @@ class SandboxedExecute(Execute):
                         cell.outputs = [error_output("NotRun", f"not run: {run.stopped}")]
                         continue
                     self._timed_out = False
+                    began = monotonic()
                     try:
                         self.preprocess_cell(cell, resources, index)
                     except DeadKernelError:
@@ -298,6 +304,8 @@ class SandboxedExecute(Execute):
                         cell.outputs.append(error_output("KernelDied", "the kernel died while running this cell "
                                                          "(exit, crash, or a resource limit)"))
                         continue
+                    finally:
+                        run.cells.append([index, label(cell, index), round(monotonic() - began, 3)])
                     if self._timed_out:
                         run.timeouts.append(label(cell, index))
                         self._kill_strays()
@@ -305,6 +313,8 @@ class SandboxedExecute(Execute):
                             run.stopped = f"{label(cell, index)} did not stop when interrupted, so the kernel " \
                                           "was stopped"
                             self._kill_kernel()
+                run.marks["cells_done"] = time()
+                self._end_sandbox()
         except DeadKernelError:
             run.crashed = True
             run.stopped = run.stopped or "the kernel died"
@@ -317,6 +327,7 @@ class SandboxedExecute(Execute):
                         and cell.get("execution_count") is None:
                     cell.outputs = [error_output("NotRun", f"not run: {run.stopped}")]
             run.seconds = monotonic() - start
+            run.marks["kernel_stopped"] = time()
         self.set_widgets_metadata()
         return self.nb, self.resources
 
@@ -364,6 +375,26 @@ class SandboxedExecute(Execute):
                 os.kill(process.pid, signal.SIGUSR1)
             except OSError:
                 pass
+
+    def _end_sandbox(self, wait: float = 10.0):
+        """After the last cell: end the sandbox now, as jupyter_client's graceful shutdown does after its wait.
+
+        That shutdown asks the kernel to exit, waits half of ``shutdown_wait_time`` (2.5 s) for it (a kernel
+        with torch loaded takes longer than that to finalize) and then sends SIGTERM to the kernel's process
+        group, that is to the sandbox's launcher, which kills the whole tree, removes its cgroups and writes
+        its report.  Every output has arrived by now and nothing of the kernel is kept, so the SIGTERM is sent
+        at once; nbclient's cleanup then finds the kernel gone.  A launcher still alive after ``wait`` s is
+        left to that cleanup (which ends with SIGKILL)."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except OSError:
+            return
+        deadline = monotonic() + wait
+        while process.poll() is None and monotonic() < deadline:
+            sleep(0.01)
 
     def _kill_kernel(self):
         try:

@@ -236,7 +236,12 @@ def grade_one(job: dict) -> dict:
         parts.append(part)
     if len(parts) == 1:
         return {**parts[0], "parts": parts}
-    return combine(student, lab, meta, parts, job["mode"])
+    combined = combine(student, lab, meta, parts, job["mode"])
+    combined["phases"] = {}
+    for part in parts:
+        for name, seconds in (part.get("phases") or {}).items():
+            combined["phases"][name] = round(combined["phases"].get(name, 0) + seconds, 3)
+    return combined
 
 
 def lab_notebooks(gradebook_url: str, lab: str) -> list:
@@ -276,12 +281,13 @@ def _not_handed_in(job: dict, notebook: str) -> dict:
 
 def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
     """One notebook of a submission, autograded by nbgrader in a private course folder, its kernel sandboxed."""
+    clock = Phases()
     lab, student = job["lab"], job["student"]
     limits = Limits.from_json(job["limits"])
     submitted = Path(job["submission_dir"])
     result = {"student": student, "lab": lab, "notebook": notebook, "sha256": meta.get("sha256"),
               "timestamp": meta.get("timestamp"), "file": meta.get("file"), "grades": {}, "tests": [], "notes": [],
-              "sandbox": job["mode"]}
+              "sandbox": job["mode"], "phases": clock.seconds}
     template = Path(job["template"])
     source = source_structure(f"sqlite:///{template / 'gradebook.db'}", lab, notebook)
     result["max_score"] = sum(c["points"] for c in source["cells"].values())
@@ -289,8 +295,10 @@ def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
     if problem:
         result.update(status="invalid", score=0, reason=problem)
         result["grades"] = zero_grades(source)
+        clock.lap("checks")
         return result
     result["notes"], _ = compare(nb, source)
+    clock.lap("checks")
 
     job_dir = Path(job["job_dir"]) / notebook
     shutil.rmtree(job_dir, ignore_errors=True)
@@ -304,6 +312,7 @@ def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
     nbformat.write(nb, sub_dir / f"{notebook}.ipynb")
     if meta.get("timestamp"):
         (sub_dir / "timestamp.txt").write_text(meta["timestamp"])
+    clock.lap("course_folder")
 
     sandbox = SandboxDir(job["slot"], job["mode"])
     try:
@@ -315,13 +324,72 @@ def grade_notebook(job: dict, notebook: str, meta: dict) -> dict:
         sandbox_config = write_config(sandbox, cfg)
         sandbox.hand_over()
         RUNS.clear()
+        clock.lap("sandbox_setup")
         log = run_nbgrader(course_dir, lab, student, sandbox_config, limits, notebook)
+        clock.lap("nbgrader")
     finally:
         sandbox.remove()
     run = RUNS.get((lab, student), Run())
     report = _read_report(job_dir / "sandbox-report.json")
+    clock.lap("sandbox_cleanup")
+    clock.split("nbgrader", run.marks, report)
     result.update(_results(course_dir, lab, notebook, student, source, run, report, log, job_dir))
+    clock.lap("results")
+    result["phases"] = clock.seconds
+    result["phase_details"] = clock.details
+    result["cells"] = run.cells[:200]
     return result
+
+
+class Phases:
+    """Where one notebook's grading time goes, measured on the worker: seconds per phase, in order.
+
+    checks (the file read and compared with the lab), course_folder (nbgrader's private course folder: the
+    lab's files, a copy of its gradebook, the submission), sandbox_setup (the scratch folder and the sandbox's
+    config), nbgrader_before (nbgrader's Autograde up to the execution: its gradebook entries, the sanitizing
+    preprocessors), kernel_start (the sandbox launcher, bubblewrap and the kernel, until its first reply;
+    details["kernel_start.launch"]: the part before the launcher ran), harness (the harness in the kernel: it imports
+    torch, numpy and labkit), notebook (the notebook's own cells), kernel_stop, nbgrader_after (the
+    preprocessors after the execution: the scores into the gradebook, the autograded notebook written),
+    sandbox_cleanup, results (the scores and outputs read back)."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.spans = {}
+        self.details = {}  # parts of a phase, not counted again: kernel_start.launch
+        self._last = time.time()
+
+    def lap(self, name: str) -> None:
+        """The time since the previous lap (or the start) goes to ``name``."""
+        now = time.time()
+        self.seconds[name] = round(self.seconds.get(name, 0) + now - self._last, 3)
+        self.spans[name] = (self._last, now)
+        self._last = now
+
+    def split(self, name: str, marks: dict, report: dict) -> None:
+        """Split phase ``name`` (nbgrader's run) at the execution's marks (``preprocessors.Run.marks``, wall
+        clock) and the sandbox launcher's start (its report's ``started``)."""
+        if name not in self.spans:
+            return
+        start, end = self.spans[name]
+        parts, previous, missing = {}, start, None
+        for mark, phase in (("execute", "nbgrader_before"), ("kernel_ready", "kernel_start"),
+                            ("harness_done", "harness"), ("cells_done", "notebook"), ("kernel_stopped", "kernel_stop")):
+            if start <= marks.get(mark, -1) <= end:
+                # a step that never ended (a kernel that did not start, a client that failed) keeps the time up
+                # to the next mark, not the step after it
+                parts[missing or phase] = round(marks[mark] - previous, 3)
+                previous, missing = marks[mark], None
+            elif missing is None and parts:
+                missing = phase
+        parts["nbgrader_after"] = round(end - previous, 3)
+        if "execute" in marks and "kernel_ready" in marks and \
+                marks["execute"] <= report.get("started", -1) <= marks["kernel_ready"]:
+            self.details["kernel_start.launch"] = round(report["started"] - marks["execute"], 3)
+        order = list(self.seconds)
+        at = order.index(name)
+        self.seconds = {**{k: self.seconds[k] for k in order[:at]}, **parts,
+                        **{k: self.seconds[k] for k in order[at + 1:]}}
 
 
 def _copy_matplotlib_cache(target: Path):
@@ -448,6 +516,31 @@ def _results(course_dir, lab, notebook, student, source, run: Run, report: dict,
     return out
 
 
+def _preload():
+    """What every job imports (nbgrader's Autograde and preprocessors, the sandboxed execution, matplotlib for
+    its font cache), imported once when the worker starts rather than inside its first job."""
+    try:
+        import matplotlib  # noqa: F401
+        import nbgrader.converters  # noqa: F401
+        import nbgrader.preprocessors  # noqa: F401
+
+        import autograder.preprocessors  # noqa: F401
+    except Exception:  # noqa: BLE001 - an optimisation only: the job imports them itself
+        pass
+
+
+def add_worker_phases(result: dict, job: dict, ready: float | None, started: float, ended: float) -> None:
+    """The worker's own phases around the notebooks' (``Phases``): worker_start (the process's start and
+    imports, before its first job only: from ``job["spawned"]``, when the parent started it) and
+    worker_other (the rest of the job: the lab's notebooks looked up, several notebooks combined), so that
+    the phases add up to the worker's time on the job."""
+    phases = result.setdefault("phases", {})
+    if ready is not None and job.get("spawned"):
+        phases["worker_start"] = round(max(0.0, started - job["spawned"]), 3)
+    counted = sum(v for k, v in phases.items() if k != "worker_start")
+    phases["worker_other"] = round(max(0.0, ended - started - counted), 3)
+
+
 def _set_parent_death_signal():
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -463,16 +556,21 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _preload()
+    ready = time.time()  # the interpreter and the imports are done: the first job may start
     for line in sys.stdin:
         if not line.strip():
             continue
         job = json.loads(line)
+        started = time.time()
         try:
             result = grade_one(job)
         except Exception:  # noqa: BLE001 - a grader bug must not stop the batch: report it
             result = error_result(job.get("student"), job.get("lab"), "the grader failed on this submission "
                                   "(see .autograder/logs)", traceback.format_exc()[-6000:])
             print(traceback.format_exc(), file=sys.stderr)
+        add_worker_phases(result, job, ready, started, time.time())
+        ready = None
         protocol.write(json.dumps(result) + "\n")
     return 0
 

@@ -355,3 +355,56 @@ def test_real_feedback_never_shows_hidden_tests(real_labs, lab):
         record = json.loads((real_labs.course.records(lab) / f"{path.parent.parent.name}.json").read_text())
         for test in record["tests"]:
             assert test["name"] in html
+
+
+WORKER_PHASES = ["checks", "course_folder", "sandbox_setup", "nbgrader_before", "kernel_start", "harness", "notebook",
+                 "kernel_stop", "nbgrader_after", "sandbox_cleanup", "results", "worker_other"]
+
+
+def test_each_result_says_where_its_time_went_phase_by_phase(graded_corpus):
+    """Each record carries the worker's per-phase seconds (bench/grading.py --phases prints them): every phase
+    of a notebook that ran, none negative, adding up to the worker's time on the job, and a runaway cell's time
+    limit counted in the notebook's own phase."""
+    records = graded_corpus.records
+    for student in ("control-full", "infinite-loop"):
+        record = records[student]
+        phases = record["phases"]
+        assert set(WORKER_PHASES) <= set(phases), (student, phases)
+        assert all(value >= 0 for value in phases.values()), phases
+        assert phases["merge"] >= 0, "the parent's gradebook merge is timed too"
+        on_worker = sum(v for k, v in phases.items() if k != "merge")
+        # the phases are laps of one clock in the worker; the parent's wall time adds only the JSON round trip
+        assert on_worker <= record["wall_seconds"] + 0.1, (on_worker, record["wall_seconds"], phases)
+        assert on_worker >= 0.9 * record["wall_seconds"], (on_worker, record["wall_seconds"], phases)
+        cells = record["cells"]
+        assert cells and all(isinstance(index, int) and seconds >= 0 for index, _label, seconds in cells)
+        assert sum(seconds for *_, seconds in cells) <= phases["notebook"] + 0.1
+    runaway = records["infinite-loop"]
+    assert runaway["status"] == "timeout"
+    assert runaway["phases"]["notebook"] >= CORPUS_LIMITS.cell_timeout, runaway["phases"]
+    assert max(seconds for *_, seconds in runaway["cells"]) >= CORPUS_LIMITS.cell_timeout
+    invalid = [r for r in records.values() if r["status"] == "invalid"]
+    assert invalid and all("kernel_start" not in r.get("phases", {}) for r in invalid), "no kernel for a non-notebook"
+
+
+def test_the_phases_split_nbgraders_run_at_the_executions_marks_and_add_up():
+    """Phases.split cuts nbgrader's span at the marks SandboxedExecute records; the parts add up to the span,
+    and a step that never ended (here a kernel that never became ready) keeps the time up to the next mark."""
+    from autograder.worker import Phases
+
+    def split(marks, report=None):
+        clock = Phases()
+        clock.seconds, clock.spans = {"checks": 0.5, "nbgrader": 10.0, "results": 0.25}, {"nbgrader": (100.0, 110.0)}
+        clock.split("nbgrader", marks, report or {})
+        return clock
+
+    clock = split({"execute": 101, "kernel_ready": 102, "harness_done": 104, "cells_done": 108,
+                   "kernel_stopped": 108.5}, {"started": 101.25})
+    assert clock.seconds == {"checks": 0.5, "nbgrader_before": 1, "kernel_start": 1, "harness": 2, "notebook": 4,
+                             "kernel_stop": 0.5, "nbgrader_after": 1.5, "results": 0.25}
+    assert list(clock.seconds) == ["checks", "nbgrader_before", "kernel_start", "harness", "notebook", "kernel_stop",
+                                   "nbgrader_after", "results"], "in the order they happen"
+    assert clock.details == {"kernel_start.launch": 0.25}, "a part of kernel_start, not counted twice"
+    never_ready = split({"execute": 101, "kernel_stopped": 109})
+    assert never_ready.seconds["kernel_start"] == 8 and "harness" not in never_ready.seconds
+    assert sum(v for k, v in never_ready.seconds.items() if k not in ("checks", "results")) == 10.0

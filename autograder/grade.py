@@ -217,20 +217,24 @@ def merge(course: Course, lab: str, result: dict) -> None:
             shutil.copy(graded, target)
 
 
-def scores(course: Course, lab: str) -> dict:
-    """student -> (score, max score, uses a manual grade) from the course's gradebook."""
+def per_submission(course: Course, lab: str, value) -> dict:
+    """{student: value(submission)} over ``lab``'s submissions in the course's gradebook (nbgrader's
+    SubmittedAssignment objects, read while it is open); {} when the lab is not in it."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    out = {}
     with Gradebook(course.db_url) as gb:
         try:
             assignment = gb.find_assignment(lab)
         except MissingEntry:
-            return out
-        for submission in assignment.submissions:
-            manual = any(g.manual_score is not None for n in submission.notebooks for g in n.grades)
-            out[submission.student.id] = (submission.score, submission.max_score, manual)
-    return out
+            return {}
+        return {submission.student.id: value(submission) for submission in assignment.submissions}
+
+
+def scores(course: Course, lab: str) -> dict:
+    """student -> (score, max score, uses a manual grade) from the course's gradebook."""
+    return per_submission(course, lab, lambda submission: (
+        submission.score, submission.max_score,
+        any(g.manual_score is not None for n in submission.notebooks for g in n.grades)))
 
 
 def reason(result: dict) -> str:

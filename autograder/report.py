@@ -49,6 +49,7 @@ import nbformat
 
 from autograder.course import Course
 from autograder.feedback import redact, secret_lines, student_reason
+from autograder.grade import per_submission
 from autograder.vocabulary import STATUSES, number, plain
 
 REPORTS = "reports"
@@ -211,20 +212,10 @@ def roster_people(course: Course, lab: str) -> tuple:
 
 def manual_waiting(course: Course, lab: str) -> dict:
     """{student: number of cells} whose grade is still to be given by hand in nbgrader's gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    out = {}
-    with Gradebook(course.db_url) as gb:
-        try:
-            assignment = gb.find_assignment(lab)
-        except MissingEntry:
-            return out
-        for submission in assignment.submissions:
-            waiting = sum(1 for notebook in submission.notebooks for g in notebook.grades
-                          if g.max_score and g.auto_score is None and g.manual_score is None)
-            if waiting:
-                out[submission.student.id] = waiting
-    return out
+    waiting = per_submission(course, lab, lambda submission: sum(
+        1 for notebook in submission.notebooks for g in notebook.grades
+        if g.max_score and g.auto_score is None and g.manual_score is None))
+    return {student: n for student, n in waiting.items() if n}
 
 
 def labels(course: Course) -> dict:

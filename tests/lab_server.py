@@ -14,6 +14,32 @@ import pytest
 
 from autograder import tool_env
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; a browser is never downloaded
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def require_chromium():
+    """Playwright's sync API, once Debian's chromium and Playwright are found; otherwise skip (fail under
+    CI=true) saying what to install."""
+    from conftest import require
+
+    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (sudo apt-get install chromium; "
+                               "`make test` does it when run as root); no browser is ever downloaded")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: run `make setup`")
+
+
+@contextlib.contextmanager
+def chromium():
+    """Headless Debian chromium through Playwright, closed whatever happens."""
+    playwright = require_chromium()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
 
 def free_port() -> int:
     with socket.socket() as s:

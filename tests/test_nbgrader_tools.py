@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import require  # the `sandbox` fixture is conftest's too
 from editions import half_done
 
 from autograder import ROOT, labs, nbgrader, solution_notebook, tool_env
@@ -28,7 +27,6 @@ from autograder.nbgrader_course import FILE_NAME, MARK, config_text, ensure_conf
 from autograder.settings import load as load_settings
 
 LAB = "01_xor"  # the quickest lab to grade
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
 # What nbgrader sees, loaded as its apps load it (the Validate button's handler, the formgrader: the
@@ -263,12 +261,10 @@ def test_nbgrader_generate_feedback_writes_the_kits_redacted_pages(graded, tmp_p
 # ---------------------------------------------------------------- the formgrader in a real browser
 
 def test_formgrader_lists_the_labs_and_takes_a_manual_grade_that_export_reports(graded, tmp_path):
-    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (sudo apt-get install chromium; "
-                               "`make test` does it when run as root); no browser is ever downloaded")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: run `make setup`")
-    from lab_server import jupyterlab, wait_until
+    from lab_server import chromium, jupyterlab, require_chromium, wait_until
     from nbgrader.api import Gradebook
-    from test_browser import CHROMIUM_ARGS
+
+    require_chromium()
 
     root = copy_course(graded, tmp_path)
     db = f"sqlite:///{root / 'gradebook.db'}"
@@ -286,39 +282,35 @@ def test_formgrader_lists_the_labs_and_takes_a_manual_grade_that_export_reports(
                     args=["--LabApp.news_url=None",
                           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]) as server:
         base, token = server.base, server.token
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{base}/formgrader/manage_assignments?token={token}")
-                wait_until(lambda: all(lab in page.inner_text("body") for lab in labs()), 60,
-                           f"the formgrader to list {', '.join(labs())}")
-                page.screenshot(path=str(ARTIFACTS / "formgrader-assignments.png"))
-                body = page.inner_text("body")
-                assert "not a subdirectory" not in body and "Loading, please wait" not in body
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/formgrader/manage_assignments?token={token}")
+            wait_until(lambda: all(lab in page.inner_text("body") for lab in labs()), 60,
+                       f"the formgrader to list {', '.join(labs())}")
+            page.screenshot(path=str(ARTIFACTS / "formgrader-assignments.png"))
+            body = page.inner_text("body")
+            assert "not a subdirectory" not in body and "Loading, please wait" not in body
 
-                page.goto(f"{base}/formgrader/gradebook/{LAB}/{LAB}")
-                link = page.locator("a.name-shown", has_text="bob")
-                link.wait_for(state="attached", timeout=60_000)
-                assert page.locator("a.name-shown", has_text="alice").count() == 1
-                href = link.get_attribute("href")
-                page.goto(f"{base}{href}" if href.startswith("/") else href)
-                box = page.locator(f"input.score#{cell}")
-                box.wait_for(timeout=60_000)
-                wait_until(lambda: box.get_attribute("placeholder") not in (None, ""), 30,
-                           "the submission's autograded scores")
-                assert float(box.get_attribute("placeholder")) == 0, box.get_attribute("placeholder")
-                box.fill(str(int(manual) if float(manual).is_integer() else manual))
-                box.press("Tab")  # the change event saves the grade
+            page.goto(f"{base}/formgrader/gradebook/{LAB}/{LAB}")
+            link = page.locator("a.name-shown", has_text="bob")
+            link.wait_for(state="attached", timeout=60_000)
+            assert page.locator("a.name-shown", has_text="alice").count() == 1
+            href = link.get_attribute("href")
+            page.goto(f"{base}{href}" if href.startswith("/") else href)
+            box = page.locator(f"input.score#{cell}")
+            box.wait_for(timeout=60_000)
+            wait_until(lambda: box.get_attribute("placeholder") not in (None, ""), 30,
+                       "the submission's autograded scores")
+            assert float(box.get_attribute("placeholder")) == 0, box.get_attribute("placeholder")
+            box.fill(str(int(manual) if float(manual).is_integer() else manual))
+            box.press("Tab")  # the change event saves the grade
 
-                def saved():
-                    with Gradebook(db) as gb:
-                        grade = gb.find_grade(cell, LAB, LAB, "bob")
-                        return grade.manual_score is not None and float(grade.manual_score) == float(manual)
-                wait_until(saved, 60, f"the formgrader to save the manual grade of {cell}")
-                page.screenshot(path=str(ARTIFACTS / "formgrader-manual-grade.png"))
-            finally:
-                browser.close()
+            def saved():
+                with Gradebook(db) as gb:
+                    grade = gb.find_grade(cell, LAB, LAB, "bob")
+                    return grade.manual_score is not None and float(grade.manual_score) == float(manual)
+            wait_until(saved, 60, f"the formgrader to save the manual grade of {cell}")
+            page.screenshot(path=str(ARTIFACTS / "formgrader-manual-grade.png"))
 
     out = tmp_path / "all_labs.csv"
     kit("export", "--course", root, "--to", out)

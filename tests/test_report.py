@@ -31,8 +31,8 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from conftest import require
 from grading_corpus import CORPUS_LIMITS, LAB, quiet, source_notebook, student_notebook, tiny_course
+from lab_server import chromium
 
 from autograder import ROOT, tool_env
 from autograder.collect import collect
@@ -41,9 +41,6 @@ from autograder.grade import grade
 from autograder.report import HIDDEN_FAILURE, load, normalise, report
 
 T0 = datetime(2025, 3, 3, 9, 0, 0)
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 # (kind, how many): the class.  Canvas user ids are the kit's student ids: long, so that no other number of the
 # page (nor the base64 of its images) can contain one by chance.
@@ -358,15 +355,8 @@ def test_anonymous_leaves_no_student_id_or_name_in_the_file(graded_class):
 
 @pytest.fixture(scope="module")
 def browser():
-    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (sudo apt-get install chromium; "
-                               "`make test` does it when run as root); no browser is ever downloaded")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: run `make setup`")
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 class Offline:
